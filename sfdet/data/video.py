@@ -1,0 +1,224 @@
+"""Clips straight from video files with PyAV: seek, decode forward, pick frames by presentation time.
+
+Nothing about timing is assumed. The time origin is the stream's start time, frame times are
+the decoded frames' presentation timestamps, and the header's frame rate is only a hint for
+how far before a keyframe to seek. A clip is made of *decoded frames*: the centre is the frame
+whose timestamp is nearest to the keyframe time and the others are counted from it
+(`clip_sampling.clip_offsets`), exactly as for frames extracted from the same video. So a
+header that lies about the frame count or rate, a variable-frame-rate stream and a video
+shorter than the clip all give the right frames. Only the clip's window is ever held in
+memory, never the stream.
+
+A file that cannot be opened, or holds no decodable frame, raises one `DataError`. When
+decoding fails part way (a truncated file), the frames before the damage are still used and
+a keyframe past them raises `DataError`.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import av
+import numpy as np
+import torch
+
+from sfdet.data.clip_sampling import check_keyframe_time, clamped_indices
+from sfdet.errors import DataError
+
+# How far before the clip's first frame the first seek goes (seconds); doubled while not enough.
+SEEK_MARGIN_S = 1.0
+# Times closer than this count as a tie between two frames (float rounding of timestamps).
+TIE_TOLERANCE_S = 1e-9
+# Rate assumed for seeking when the header has none.
+FALLBACK_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What the container header says. `fps` and `num_frames` are hints and may be wrong."""
+
+    width: int
+    height: int
+    fps: float
+    duration: float  # seconds; 0.0 when the header does not say
+    num_frames: int  # 0 when the header does not say
+
+
+class VideoReader:
+    """One video file, opened on first use (so a Dataset can be pickled into workers) and closed by `close()`.
+
+    `read_clip(t, offsets)` -> `(T, H, W, 3)` uint8 RGB tensor, `T = len(offsets)`.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._container: av.container.InputContainer | None = None
+        self._stream = None
+        self._start_pts = 0
+        self._info: VideoInfo | None = None
+
+    # -- opening -----------------------------------------------------------------------------
+
+    def _open(self):
+        if self._container is not None:
+            return self._stream
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such video file")
+        try:
+            container = av.open(str(self.path))
+        except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            raise DataError(f"{self.path}: cannot open video ({_reason(exc)}); re-encode or remove it") from None
+        if not container.streams.video:
+            container.close()
+            raise DataError(f"{self.path}: no video stream in this file")
+        stream = container.streams.video[0]
+        self._container, self._stream = container, stream
+        self._start_pts = stream.start_time if stream.start_time is not None else 0
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        duration = 0.0
+        if stream.duration is not None and stream.time_base is not None:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        self._info = VideoInfo(
+            width=stream.codec_context.width,
+            height=stream.codec_context.height,
+            fps=float(rate) if rate else FALLBACK_FPS,
+            duration=duration,
+            num_frames=int(stream.frames or 0),
+        )
+        return stream
+
+    @property
+    def info(self) -> VideoInfo:
+        self._open()
+        return self._info
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+        self._container = self._stream = None
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        self.close()
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def read_clip(self, t: float, offsets: Sequence[int]) -> torch.Tensor:
+        """Frames `centre + offsets` (clamped to the video's frames), centre = the frame nearest to `t` seconds.
+
+        Returns `(T, H, W, 3)` uint8 RGB.
+        """
+        self._open()
+        period = 1.0 / self._info.fps
+        check_keyframe_time(t, float("inf"), period, str(self.path))
+        before = max(0, -min(offsets))
+        after = max(0, max(offsets))
+        back = (before + 1) * period + SEEK_MARGIN_S
+        while True:
+            seek_to = t - back
+            window = self._decode_window(t, before, after, seek_to if seek_to > 0 else None)
+            if window is not None:
+                break
+            back *= 2  # the seek landed too late for the frames before the centre: go further back
+        frames, centre, reached_end = window
+        if not frames:
+            raise DataError(f"{self.path}: no decodable video frame; re-encode or remove it")
+        if reached_end and centre == len(frames) - 1:
+            check_keyframe_time(t, frames[-1][0], period, str(self.path))
+        indices = clamped_indices(centre, offsets, len(frames))
+        rgb = {i: torch.from_numpy(frames[i][1].to_ndarray(format="rgb24")) for i in set(indices)}
+        return torch.stack([rgb[i] for i in indices])
+
+    def _decode_window(self, t: float, before: int, after: int, seek_to: float | None):
+        """Decode from the keyframe before `seek_to` (None: the stream start) up to `after` frames past the centre.
+
+        Returns `(frames, centre, reached_end)` with `frames` a list of `(time, av.VideoFrame)`,
+        or None when the frames before the centre are not all there and an earlier seek is needed.
+        """
+        stream, tb = self._stream, self._stream.time_base
+        from_start = seek_to is None
+        target = self._start_pts if from_start else self._start_pts + int(Fraction(seek_to) / tb)
+        try:
+            self._container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise DataError(f"{self.path}: cannot seek ({_reason(exc)}); re-encode or remove it") from None
+        history: collections.deque = collections.deque(maxlen=before + 1)  # frames up to the centre
+        following: list = []
+        centre_found = False
+        for frame in self._decoded_frames():
+            if frame.pts is None:
+                raise DataError(f"{self.path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
+            time = float((frame.pts - self._start_pts) * tb)
+            if not from_start and not history and not centre_found and time > t:
+                return None
+            if centre_found:
+                following.append((time, frame))
+            elif time <= t:
+                history.append((time, frame))
+            else:  # first frame after t: the centre if nearer than the last frame at or before t (ties: earlier)
+                if not history or time - t < t - history[-1][0] - TIE_TOLERANCE_S:
+                    history.append((time, frame))
+                else:
+                    following.append((time, frame))
+                centre_found = True
+            if centre_found and len(following) >= after:
+                return list(history) + following, len(history) - 1, False
+        if not from_start and len(history) < before + 1:
+            return None
+        return list(history) + following, len(history) - 1, True
+
+    def _decoded_frames(self) -> Iterator[av.VideoFrame]:
+        """Frames in presentation order from the current position; a damaged tail ends the stream."""
+        packets = self._container.demux(self._stream)
+        while True:
+            try:
+                packet = next(packets)
+                frames = packet.decode()
+            except StopIteration:
+                return
+            except av.error.FFmpegError:
+                # Truncated or damaged data: keep what the decoder already holds, then stop.
+                try:
+                    yield from self._stream.codec_context.decode(None)
+                except av.error.FFmpegError:
+                    pass
+                return
+            yield from frames
+
+
+def write_video(path: str | Path, frames: Iterable, fps: float | Fraction, crf: int = 17,
+                keyframe_interval: int | None = None, options: dict | None = None) -> None:
+    """Write `(H, W, 3)` uint8 RGB frames as an H.264 video (yuv420p); `options` go to the muxer.
+
+    Used to render predictions and to build test fixtures.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fps = Fraction(fps).limit_denominator(1_001_000)  # 29.97 -> 30000/1001
+    with av.open(str(path), "w", options=options or {}) as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(crf), **({"g": str(keyframe_interval)} if keyframe_interval else {})}
+        for i, image in enumerate(frames):
+            image = np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+            if i == 0:
+                stream.height, stream.width = image.shape[:2]
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -1,0 +1,100 @@
+"""Training checkpoints: atomic writes, RNG states, exact resume.
+
+A training checkpoint is an sfdet model checkpoint (`format: sfdet`, readable
+by `sfdet.models.load_checkpoint`) plus a `train_state` entry holding what a
+resumed run needs to continue bit-for-bit: optimizer, LR scheduler, grad
+scaler, epoch/iteration counters, the data order position and every RNG state.
+Everything is stored as tensors, numbers and strings, so the file loads with
+`torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sfdet.errors import CheckpointError
+
+CHECKPOINT_VERSION = 1
+LAST_NAME = "last.pt"
+BEST_NAME = "best.pt"
+
+
+def atomic_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` to a temporary file in the same folder, fsync, then `os.replace`.
+
+    A crash (or SIGKILL) at any moment leaves either the previous file or the
+    new one, never a truncated checkpoint.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_training_checkpoint(path: str | Path) -> dict:
+    """Read a checkpoint written by `sfdet train` (with its `train_state`) for resuming."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"cannot resume: checkpoint {path} not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated, not a torch file, foreign pickle
+        raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "sfdet" or "train_state" not in ckpt:
+        raise CheckpointError(
+            f"cannot resume from {path}: not an `sfdet train` checkpoint (use train.init=... to start from weights)"
+        )
+    return ckpt
+
+
+def capture_rng_state() -> dict:
+    """Python, numpy, torch CPU and (when present) CUDA generator states, as tensors and numbers."""
+    np_state = np.random.get_state()
+    state = {
+        "python": random.getstate(),
+        "numpy": {
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    """Inverse of `capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    np_state = state["numpy"]
+    np.random.set_state(
+        ("MT19937", np_state["keys"].numpy().astype(np.uint32), np_state["pos"], np_state["has_gauss"],
+         np_state["cached_gaussian"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def find_resume_checkpoint(run_dir: str | Path) -> Path | None:
+    """The run's latest checkpoint (`RUN_DIR/checkpoints/last.pt`), or None for a fresh run."""
+    path = Path(run_dir) / "checkpoints" / LAST_NAME
+    return path if path.is_file() else None

@@ -1,0 +1,242 @@
+"""Published AVA models: where they live, how they are built, and the local cache.
+
+Each entry names a file on the PySlowFast / PyTorchVideo model zoos, its
+format, the sfdet architecture that holds its weights, its label map and the
+val frame-mAP its authors report. `fetch(name)` downloads the file once into
+the torch hub cache (`torch.hub.get_dir()/checkpoints/<file>`), the same place
+torch.hub and PyTorchVideo use, so a file already downloaded by them is reused.
+
+The hosts publish no checksums. An entry may record a sha256 and/or size;
+when it does, a cached or downloaded file that differs is rejected. Every
+download is also checked against the server's Content-Length.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import torch
+from tqdm import tqdm
+
+from sfdet.errors import CheckpointError
+from sfdet.models.config import ModelConfig
+
+PYSLOWFAST_AVA = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava"
+PYTORCHVIDEO_AVA = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/ava"
+AVA_80_CLASSES = "ava_action_list_v2.2.pbtxt"  # shipped in sfdet/resources
+
+# Input normalisation shared by every published model (RGB in [0, 1]).
+INPUT_MEAN = (0.45, 0.45, 0.45)
+INPUT_STD = (0.225, 0.225, 0.225)
+TEST_SHORT_SIDE = 256
+
+# PySlowFast's R101 AVA models (configs/AVA/c2/SLOWFAST_*_R101_50_50*.yaml): lateral
+# kernel 5, temporal kernels only in the first [3, 4, 6, 3] blocks of each stage,
+# dot-product non-local blocks after res4 blocks 6, 13, 20 with (2, 2, 2) pooling.
+_PYSLOWFAST_R101_NL = {
+    "depth": 101,
+    "fusion_kernel": 5,
+    "num_block_temp_kernel": [3, 4, 6, 3],
+    "nonlocal_res4": [6, 13, 20],
+    "nonlocal_pool": [2, 2, 2],
+    "nonlocal_instantiation": "dot_product",
+    "roi_aligned": False,
+}
+
+
+@dataclass(frozen=True)
+class PublishedModel:
+    """One downloadable model; `model_config` holds the ModelConfig fields that differ from the defaults."""
+
+    name: str
+    url: str
+    format: str  # "pytorchvideo" | "pyslowfast" | "caffe2" | "auto" (detected from the content)
+    model_config: dict
+    num_frames: int  # frames of the densest pathway (Fast, or Slow for slow-only)
+    sampling_rate: int  # raw-frame stride between those frames
+    ava_version: str
+    reported_map: float  # val frame-mAP@0.5 IoU, as reported by the authors
+    pretrain: str
+    label_map_file: str = AVA_80_CLASSES
+    sha256: str | None = None
+    size_bytes: int | None = None
+    notes: str = ""
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    def build_config(self) -> ModelConfig:
+        return ModelConfig(**self.model_config)
+
+    def label_map(self) -> dict[int, str]:
+        return bundled_label_map(self.label_map_file)
+
+
+def bundled_label_map(file_name: str = AVA_80_CLASSES) -> dict[int, str]:
+    """A label map shipped in `sfdet/resources` (default: the 80 AVA v2.2 classes)."""
+    from sfdet.data.ava import read_label_map
+
+    with resources.as_file(resources.files("sfdet").joinpath("resources", file_name)) as path:
+        return read_label_map(path)
+
+
+MODELS: dict[str, PublishedModel] = {
+    m.name: m
+    for m in [
+        PublishedModel(
+            name="slowfast_r50_detection",
+            url=f"{PYTORCHVIDEO_AVA}/SLOWFAST_8x8_R50_DETECTION.pyth",
+            format="pytorchvideo",
+            model_config={"arch": "slowfast", "depth": 50},
+            num_frames=32,
+            sampling_rate=2,
+            ava_version="2.2",
+            reported_map=24.67,
+            pretrain="Kinetics-400",
+        ),
+        PublishedModel(
+            name="slow_r50_detection",
+            url=f"{PYTORCHVIDEO_AVA}/SLOW_4x16_R50_DETECTION.pyth",
+            format="pytorchvideo",
+            model_config={"arch": "slow", "depth": 50},
+            num_frames=4,
+            sampling_rate=16,
+            ava_version="2.2",
+            reported_map=19.5,
+            pretrain="Kinetics-400",
+        ),
+        PublishedModel(
+            name="SLOWFAST_32x2_R101_50_50",
+            url=f"{PYSLOWFAST_AVA}/SLOWFAST_32x2_R101_50_50.pkl",
+            format="pyslowfast",
+            model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
+            num_frames=32,
+            sampling_rate=2,
+            ava_version="2.2",
+            reported_map=29.1,
+            pretrain="Kinetics-600",
+            notes="PyTorch format despite the .pkl name",
+        ),
+        PublishedModel(
+            name="SLOWFAST_32x2_R101_50_50_v2.1",
+            url=f"{PYSLOWFAST_AVA}/SLOWFAST_32x2_R101_50_50_v2.1.pkl",
+            format="caffe2",
+            model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
+            num_frames=32,
+            sampling_rate=2,
+            ava_version="2.1",
+            reported_map=28.2,
+            pretrain="Kinetics-600",
+        ),
+        PublishedModel(
+            name="SLOWFAST_64x2_R101_50_50",
+            url=f"{PYSLOWFAST_AVA}/SLOWFAST_64x2_R101_50_50.pkl",
+            format="auto",
+            model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
+            num_frames=64,
+            sampling_rate=2,
+            ava_version="2.2",
+            reported_map=29.4,
+            pretrain="Kinetics-600",
+            notes="its PySlowFast config says caffe2; the format is detected from the content",
+        ),
+    ]
+}
+
+
+def get(name: str) -> PublishedModel:
+    """The registry entry called `name`; CheckpointError naming the closest names otherwise."""
+    if name in MODELS:
+        return MODELS[name]
+    close = difflib.get_close_matches(name, list(MODELS), n=1, cutoff=0.5)
+    hint = f" (did you mean '{close[0]}'?)" if close else f"; known models: {', '.join(MODELS)}"
+    raise CheckpointError(f"'{name}' is neither a file nor a registered model{hint}")
+
+
+def cache_path(entry: PublishedModel, cache_dir: str | Path | None = None) -> Path:
+    """Where the file lives locally: `<torch hub dir>/checkpoints/<file>` unless `cache_dir` is given."""
+    folder = Path(cache_dir) if cache_dir is not None else Path(torch.hub.get_dir()) / "checkpoints"
+    return folder / entry.file_name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_problem(path: Path, entry: PublishedModel) -> str | None:
+    """What is wrong with `path` against the entry's recorded size / sha256, or None if nothing is."""
+    size = path.stat().st_size
+    if entry.size_bytes is not None and size != entry.size_bytes:
+        return f"it has {size} bytes, expected {entry.size_bytes}"
+    if entry.sha256 is not None:
+        digest = _sha256(path)
+        if digest != entry.sha256.lower():
+            return f"its sha256 is {digest}, expected {entry.sha256}"
+    return None
+
+
+def _download(url: str, destination: Path, opener: Callable, progress: bool) -> None:
+    """Stream `url` into `destination` (via a `.part` file, so an interrupted download leaves nothing behind)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".part")
+    try:
+        with opener(url) as response, open(partial, "wb") as out:
+            length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
+            expected = int(length) if length else None
+            with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name, disable=not progress) as bar:
+                for chunk in iter(lambda: response.read(1 << 20), b""):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        received = partial.stat().st_size
+        if expected is not None and received != expected:
+            raise OSError(f"connection closed after {received} of {expected} bytes")
+        os.replace(partial, destination)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise CheckpointError(
+            f"cannot download {url} ({reason}); without network access, download it elsewhere "
+            f"and put it at {destination}"
+        ) from None
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def fetch(
+    name: str,
+    cache_dir: str | Path | None = None,
+    opener: Callable = urllib.request.urlopen,
+    progress: bool = True,
+) -> Path:
+    """Local path of registered model `name`, downloading it first if it is not cached.
+
+    `opener(url)` must return a context manager with `.read(n)` (and optionally
+    `.headers`): urllib's `urlopen` by default; tests inject their own.
+    """
+    entry = get(name)
+    path = cache_path(entry, cache_dir)
+    if path.is_file():
+        problem = file_problem(path, entry)
+        if problem:
+            raise CheckpointError(
+                f"cached file {path} of '{name}' is damaged: {problem}; delete it to download it again"
+            )
+        return path
+    _download(entry.url, path, opener, progress)
+    problem = file_problem(path, entry)
+    if problem:
+        path.unlink()
+        raise CheckpointError(f"the download of {entry.url} is damaged: {problem}; try again later")
+    return path

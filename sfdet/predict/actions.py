@@ -1,0 +1,167 @@
+"""The action model at prediction time: clip settings, per-frame preprocessing, batched scoring.
+
+Preprocessing is the evaluation path's, to the bit: each decoded frame goes
+through the Dataset's test `ClipTransform` (short side resize + normalise)
+on its own (bilinear resizing is per frame, so a clip of transformed frames
+equals the transformed clip), boxes go through the same transform, and
+clips are packed into pathways by `clip_sampling.pack_pathways`.
+
+Clip settings (`DataConfig`: frames, stride, Slow sampling, short side,
+mean/std, time offset) come from, in order: `--config`, the training config
+stored in an sfdet checkpoint, or the registry entry of a published model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sfdet.config import Config, from_dict, load_config
+from sfdet.data.clip_sampling import clip_offsets, pack_pathways
+from sfdet.data.config import DataConfig
+from sfdet.data.transforms import ClipTransform
+from sfdet.engine.precision import autocast_context
+from sfdet.errors import ConfigError
+
+DEFAULT_MODEL = "slowfast_r50_detection"
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def pick_device(name: str) -> torch.device:
+    """`--device cpu|cuda|auto` (under torchrun, CUDA device = LOCAL_RANK)."""
+    import os
+
+    if name not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"--device must be cpu, cuda or auto, got '{name}'")
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise ConfigError("--device cuda: no CUDA device is available; use --device cpu or auto")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return torch.device("cuda", local_rank % torch.cuda.device_count())
+
+
+def clip_settings(weights: str, info, config_path: str | None = None, overrides: list[str] = ()) -> DataConfig:
+    """The DataConfig whose clip/test-transform fields match how the model was trained (see module doc)."""
+    if config_path is not None or overrides:
+        return load_config(config_path, overrides).data
+    path = Path(weights)
+    if path.is_file() and info.format == "sfdet":
+        from sfdet.models.checkpoint import read_checkpoint_file
+
+        stored = read_checkpoint_file(path)
+        if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
+            return from_dict(Config, stored["config"]).data
+    hints = dict(info.input_hints)
+    if info.registry_entry is not None or hints:
+        # The published PySlowFast / PyTorchVideo AVA models: test short side 256, linspace Slow packing.
+        return DataConfig(
+            num_frames=hints.get("num_frames", DataConfig.num_frames),
+            sampling_rate=hints.get("sampling_rate", DataConfig.sampling_rate),
+            slow_sampling="linspace",
+            test_short_side=256,
+        )
+    raise ConfigError(
+        f"{weights} does not say how its clips were made (frames, stride, short side); "
+        "pass the training config with --config YAML"
+    )
+
+
+class ActionPredictor:
+    """Model + clip settings.
+
+    prepare_frame: (H, W, 3) uint8 -> (3, 1, H', W') float, the test transform of one frame
+    model_boxes:   (H, W, 3) uint8 centre frame + (N, 4) boxes_xyxy_abs -> (N, 4) boxes in model pixels
+    clip:          T prepared frames -> (3, T, H', W')
+    score:         clips (B x (3, T, H', W')) + boxes (B x (N_i, 4)) -> B x (N_i, num_classes) numpy
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        data_cfg: DataConfig,
+        label_map: dict[int, str],
+        device: torch.device,
+        precision: str = "fp32",
+        name: str = "",
+    ):
+        if precision not in PRECISIONS:
+            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        if precision == "fp16" and device.type != "cuda":
+            raise ConfigError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+        num_classes = model.cfg.num_classes
+        if len(label_map) != num_classes:
+            raise ConfigError(f"the label map has {len(label_map)} classes but the model outputs {num_classes}")
+        self.model = model.eval().to(device)
+        self.cfg = data_cfg
+        self.label_map = dict(label_map)
+        self.device = device
+        self.precision = precision
+        self.name = name
+        self.alpha = model.cfg.alpha if model.cfg.arch == "slowfast" else None
+        self.offsets = clip_offsets(data_cfg.num_frames, data_cfg.sampling_rate)
+        self.transform = ClipTransform.from_config(data_cfg, train=False)
+
+    @property
+    def window_span(self) -> int:
+        """Raw frames from the first to the last frame of a clip window."""
+        return max(self.offsets) - min(self.offsets) + 1
+
+    def prepare_frame(self, frame_rgb: np.ndarray) -> torch.Tensor:
+        clip, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], torch.zeros(0, 4))
+        return clip
+
+    @staticmethod
+    def clip(frames: list[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(frames, dim=1)
+
+    def model_boxes(self, frame_rgb: np.ndarray, boxes_xyxy_abs: np.ndarray) -> torch.Tensor:
+        boxes = torch.as_tensor(boxes_xyxy_abs, dtype=torch.float64).float()
+        _, boxes, _ = self.transform(torch.from_numpy(frame_rgb)[None], boxes)
+        return boxes
+
+    @torch.inference_mode()
+    def score(self, clips: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[np.ndarray]:
+        packed = [pack_pathways(clip, self.alpha, self.cfg.slow_sampling) for clip in clips]
+        inputs = [torch.stack([p[i] for p in packed]).to(self.device) for i in range(len(packed[0]))]
+        boxes_device = [b.to(self.device) for b in boxes]
+        with autocast_context(self.precision, self.device):
+            scores = self.model(inputs, boxes_device)
+        scores = scores.float().cpu().numpy()
+        splits = np.cumsum([len(b) for b in boxes])[:-1]
+        return np.split(scores, splits)
+
+    def describe(self) -> dict:
+        cfg = self.cfg
+        return {
+            "name": self.name,
+            "arch": self.model.cfg.arch,
+            "num_classes": self.model.cfg.num_classes,
+            "num_frames": cfg.num_frames,
+            "sampling_rate": cfg.sampling_rate,
+            "slow_sampling": cfg.slow_sampling,
+            "test_short_side": cfg.test_short_side,
+            "precision": self.precision,
+        }
+
+
+def load_action_predictor(
+    weights: str | None,
+    device: torch.device,
+    precision: str = "fp32",
+    config_path: str | None = None,
+    overrides: list[str] = (),
+    label_map_path: str | None = None,
+) -> ActionPredictor:
+    """`--weights` (a file or registry name; default the PyTorchVideo SlowFast R50) -> ActionPredictor."""
+    from sfdet.data.ava import read_label_map
+    from sfdet.models import load_checkpoint
+
+    weights = weights or DEFAULT_MODEL
+    label_map = read_label_map(label_map_path) if label_map_path else None
+    model, info = load_checkpoint(weights, label_map=label_map)
+    data_cfg = clip_settings(weights, info, config_path, overrides)
+    label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(model.cfg.num_classes)}
+    return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))

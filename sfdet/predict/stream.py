@@ -1,0 +1,284 @@
+"""Decode a video once, front to back, in a background thread, with bounded memory.
+
+The decoder thread turns every frame into what the action model needs
+(`prepare_frame`, e.g. resized to the model's short side) and hands it over
+through a small bounded queue; the consumer keeps only the last few prepared
+frames in a ring buffer (`FrameRing`), enough for one clip window. The
+full-resolution frame survives only for keyframe centres (the person detector
+reads it), so memory does not grow with the video's length.
+
+Frame timing follows `sfdet.data.video`: frame times are presentation
+timestamps from the stream's start, and a keyframe's centre is the decoded
+frame nearest to its time (ties: the earlier frame), so a streamed clip is the
+clip the Dataset reads. Damaged packets are skipped with a warning and
+decoding goes on; what was decoded is kept.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import av
+import numpy as np
+
+from sfdet.data.clip_sampling import END_TOLERANCE_FRAMES, clamped_indices
+from sfdet.data.video import VideoInfo, VideoReader
+from sfdet.errors import DataError
+
+# Give up on a file after this many damaged packets in a row: it is not a video any more.
+MAX_CONSECUTIVE_BAD_PACKETS = 100
+
+
+@dataclass
+class DecodedFrame:
+    """One frame of the stream, in presentation order."""
+
+    index: int  # 0-based position in the decoded stream
+    time: float  # seconds from the stream's start (presentation timestamp)
+    rgb: np.ndarray  # (H, W, 3) uint8
+
+
+@dataclass
+class DecodeReport:
+    """What went wrong while decoding (shown as warnings, written to the JSON `end` record)."""
+
+    frames: int = 0
+    bad_packets: int = 0
+    stopped_early: bool = False  # gave up after too many damaged packets in a row
+
+    def warnings(self, path: Path) -> list[str]:
+        out = []
+        if self.bad_packets:
+            out.append(f"{path}: skipped {self.bad_packets} damaged packet(s); kept the {self.frames} frames decoded")
+        if self.stopped_early:
+            out.append(f"{path}: too many damaged packets in a row; stopped decoding after {self.frames} frames")
+        return out
+
+
+def open_video(path: str | Path) -> VideoInfo:
+    """Header of a video, or one `DataError` for a missing, unreadable or audio-only file."""
+    with VideoReader(path) as reader:
+        return reader.info
+
+
+def decode_frames(path: str | Path, report: DecodeReport | None = None) -> Iterator[DecodedFrame]:
+    """All frames of a video, front to back; damaged packets are skipped and counted in `report`."""
+    report = report if report is not None else DecodeReport()
+    open_video(path)  # one clear DataError for a bad file before anything else
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        start_pts = stream.start_time if stream.start_time is not None else 0
+        time_base = stream.time_base
+        consecutive_bad = 0
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+                frames = packet.decode()
+                consecutive_bad = 0
+            except StopIteration:
+                break
+            except av.error.FFmpegError:
+                report.bad_packets += 1
+                consecutive_bad += 1
+                if consecutive_bad >= MAX_CONSECUTIVE_BAD_PACKETS:
+                    report.stopped_early = True
+                    break
+                continue
+            for frame in frames:
+                if frame.pts is None:
+                    raise DataError(f"{path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
+                time = float((frame.pts - start_pts) * time_base)
+                yield DecodedFrame(report.frames, time, frame.to_ndarray(format="rgb24"))
+                report.frames += 1
+
+
+class NearestFrameMatcher:
+    """Matches increasing keyframe times to decoded frames as they arrive (one frame of lookahead).
+
+    A keyframe's centre is the frame nearest to it (ties: the earlier one), exactly as
+    `sfdet.data.video.VideoReader` picks it; it is decided by the first frame after the keyframe.
+    """
+
+    def __init__(self, keyframe_times: Iterable[float]):
+        self._pending = iter(keyframe_times)
+        self._upcoming = next(self._pending, None)
+        self._previous: tuple[int, float] | None = None  # (index, time) of the last frame
+
+    def add_frame(self, index: int, time: float) -> list[tuple[float, int]]:
+        """The `(keyframe_time, centre_index)` pairs that frame `index` at `time` decides."""
+        decided = []
+        while self._upcoming is not None and self._upcoming < time:
+            previous = self._previous
+            if previous is None or time - self._upcoming < self._upcoming - previous[1]:
+                decided.append((self._upcoming, index))
+            else:
+                decided.append((self._upcoming, previous[0]))
+            self._upcoming = next(self._pending, None)
+        self._previous = (index, time)
+        return decided
+
+    def remaining(self) -> Iterator[float]:
+        """Keyframes not decided yet: at the end of the stream, their nearest frame is the last one."""
+        if self._upcoming is not None:
+            yield self._upcoming
+            yield from self._pending
+
+
+@dataclass
+class StreamItem:
+    """A prepared frame, plus what the consumer needs when it is a keyframe centre."""
+
+    index: int
+    time: float
+    prepared: Any  # what `prepare_frame` returned for this frame
+    keyframes: list[float] = field(default_factory=list)  # keyframe times whose centre this frame is
+    rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty
+
+
+_END = object()
+
+
+class FrameStream:
+    """Iterate `StreamItem`s of a video decoded by a background thread.
+
+    keyframe_times: increasing keyframe times in seconds (may be an endless
+        iterator, e.g. every second: only the ones inside the video are used).
+    prepare_frame: (H, W, 3) uint8 -> anything; runs in the decoder thread.
+    max_queued: frames the decoder may run ahead of the consumer.
+
+    Keyframes after the last frame (beyond the end tolerance of
+    `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        keyframe_times: Iterable[float],
+        prepare_frame: Callable[[np.ndarray], Any],
+        max_queued: int = 8,
+    ):
+        self.path = Path(path)
+        self.info = open_video(self.path)
+        self.report = DecodeReport()
+        self.dropped_keyframes: list[float] = []
+        self.decode_seconds = 0.0  # decoder-thread time spent decoding and preparing frames
+        self._keyframe_times = keyframe_times
+        self._keyframes_finite = isinstance(keyframe_times, Sequence)
+        self._prepare_frame = prepare_frame
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"decode:{self.path.name}", daemon=True)
+        self._started = False
+
+    # -- decoder thread -------------------------------------------------------------------
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        try:
+            matcher = NearestFrameMatcher(self._keyframe_times)
+            held: StreamItem | None = None  # one frame of lookahead: its keyframes are not all known yet
+            held_rgb: np.ndarray | None = None
+            last_period = 1.0 / self.info.fps
+            frames = decode_frames(self.path, self.report)
+            while True:
+                tick = time.perf_counter()
+                frame = next(frames, None)
+                if frame is None:
+                    break
+                current_keyframes: list[float] = []
+                for t, centre in matcher.add_frame(frame.index, frame.time):
+                    (current_keyframes if centre == frame.index else held.keyframes).append(t)
+                if held is not None:
+                    last_period = max(frame.time - held.time, 1e-6)
+                    held.rgb = held_rgb if held.keyframes else None
+                    self.decode_seconds += time.perf_counter() - tick
+                    if not self._put(held):  # blocks while the consumer is behind: not decode time
+                        return
+                    tick = time.perf_counter()
+                held = StreamItem(frame.index, frame.time, self._prepare_frame(frame.rgb), current_keyframes)
+                held_rgb = frame.rgb
+                self.decode_seconds += time.perf_counter() - tick
+            if held is None:
+                raise DataError(f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it")
+            for t in matcher.remaining():
+                if t <= held.time + END_TOLERANCE_FRAMES * last_period:
+                    held.keyframes.append(t)
+                else:  # after the end of the video
+                    self.dropped_keyframes.append(t)
+                    if not self._keyframes_finite:
+                        break
+            held.rgb = held_rgb if held.keyframes else None
+            if self._put(held):
+                self._put(_END)
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            self._put(exc)
+
+    # -- consumer -------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[StreamItem]:
+        if self._started:
+            raise RuntimeError("a FrameStream can be iterated only once")
+        self._started = True
+        self._thread.start()
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+class FrameRing:
+    """The last `capacity` prepared frames, by index: a clip window's worth, never more."""
+
+    def __init__(self, capacity: int):
+        self.capacity = capacity
+        self._frames: collections.deque = collections.deque(maxlen=capacity)  # (index, prepared)
+
+    def append(self, index: int, prepared) -> None:
+        if self._frames and index != self._frames[-1][0] + 1:
+            raise ValueError(f"frames must arrive in order: got {index} after {self._frames[-1][0]}")
+        self._frames.append((index, prepared))
+
+    @property
+    def last_index(self) -> int:
+        return self._frames[-1][0] if self._frames else -1
+
+    def window(self, centre: int, offsets: list[int], num_frames: int) -> list:
+        """Prepared frames `centre + offsets`, clamped to `[0, num_frames)` as `clamped_indices` does."""
+        first = self._frames[0][0]
+        indices = clamped_indices(centre, offsets, num_frames)
+        if min(indices) < first or max(indices) > self.last_index:
+            raise RuntimeError(f"frames {min(indices)}..{max(indices)} are not all in the ring ({first}..{self.last_index})")
+        return [self._frames[i - first][1] for i in indices]
+
+
+def every(period_s: float, start_s: float = 0.0) -> Iterator[float]:
+    """Endless keyframe times `start, start + period, ...` (computed, not accumulated)."""
+    return (start_s + k * period_s for k in itertools.count())

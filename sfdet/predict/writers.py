@@ -1,0 +1,182 @@
+"""Prediction outputs written incrementally: each keyframe is on disk as soon as it is done.
+
+Per video:
+- `<stem>.csv`: AVA predictions, `video_id,timestamp,x1,y1,x2,y2,action_id,score`
+  (normalised boxes, no header), exactly what `sfdet eval` and the official
+  evaluator read;
+- `<stem>.tracks.csv`: the same boxes in AVA's ground-truth layout
+  `video_id,timestamp,x1,y1,x2,y2,action_id,person_id`, one row per person and
+  action whose score is >= the label threshold, the person id being the track id;
+- `<stem>.jsonl`: JSON Lines, valid after every line: a `video` header (fps,
+  size, model, detector, label map), one `keyframe` record per keyframe
+  (persons with box, track id, detector score, actions sorted by score), and
+  a closing `end` record. A file without the `end` record is an unfinished
+  run (`--resume` redoes it).
+
+Every write is flushed at once, so Ctrl-C or a crash loses no finished keyframe.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sfdet.data.ava import format_timestamp
+
+
+@dataclass
+class PersonPrediction:
+    """One person on one keyframe."""
+
+    box_norm: np.ndarray  # (4,) normalised xyxy
+    detector_score: float
+    track_id: int
+    action_scores: np.ndarray  # (num_classes,) probabilities, in label-map order
+
+
+@dataclass
+class KeyframePrediction:
+    """Everything predicted on one keyframe of one video."""
+
+    video_id: str
+    timestamp: float  # seconds, as written in the CSV
+    frame_index: int  # index of the keyframe's centre frame in decode order
+    persons: list[PersonPrediction] = field(default_factory=list)
+
+
+@dataclass
+class OutputPaths:
+    """Where one video's outputs go."""
+
+    csv: Path
+    tracks_csv: Path
+    jsonl: Path
+    video: Path | None  # the rendered mp4, when rendering
+
+    @classmethod
+    def for_video(cls, out_dir: Path, stem: str, render: bool) -> "OutputPaths":
+        # `.pred.mp4`, never `<stem>.mp4`: with outputs next to the input that would overwrite it.
+        return cls(
+            csv=out_dir / f"{stem}.csv",
+            tracks_csv=out_dir / f"{stem}.tracks.csv",
+            jsonl=out_dir / f"{stem}.jsonl",
+            video=out_dir / f"{stem}.pred.mp4" if render else None,
+        )
+
+    def all(self) -> list[Path]:
+        return [p for p in (self.csv, self.tracks_csv, self.jsonl, self.video) if p is not None]
+
+    def is_complete(self) -> bool:
+        """True when a previous run finished this video (its JSONL ends with the `end` record)."""
+        if not all(p.is_file() for p in self.all()):
+            return False
+        last = read_last_line(self.jsonl)
+        try:
+            return json.loads(last).get("type") == "end"
+        except (json.JSONDecodeError, AttributeError):
+            return False
+
+
+def read_last_line(path: Path) -> str:
+    with open(path, "rb") as f:
+        f.seek(0, 2)
+        end = f.tell()
+        f.seek(max(0, end - 65536))
+        lines = f.read().splitlines()
+    return lines[-1].decode("utf-8", "replace") if lines else ""
+
+
+def _num(value: float) -> str:
+    """Shortest decimal that reads back as the same float32 (boxes and scores are float32 in memory)."""
+    return str(np.float32(value))
+
+
+class PredictionWriter:
+    """Writes one video's CSV, tracks CSV and JSON Lines, one keyframe at a time."""
+
+    def __init__(
+        self,
+        paths: OutputPaths,
+        label_map: dict[int, str],
+        min_score: float = 0.0,
+        label_threshold: float = 0.5,
+    ):
+        self.paths = paths
+        self.label_ids = np.array(list(label_map), dtype=np.int64)
+        self.label_names = list(label_map.values())
+        self.min_score = min_score
+        self.label_threshold = label_threshold
+        paths.csv.parent.mkdir(parents=True, exist_ok=True)
+        self._csv = open(paths.csv, "w", newline="")
+        self._tracks = open(paths.tracks_csv, "w", newline="")
+        self._jsonl = open(paths.jsonl, "w")
+        self.keyframes_written = 0
+
+    def write_header(self, header: dict) -> None:
+        self._write_json({"type": "video", **header})
+
+    def write_keyframe(self, keyframe: KeyframePrediction) -> None:
+        timestamp = format_timestamp(keyframe.timestamp)
+        csv_lines, track_lines, persons = [], [], []
+        for person in keyframe.persons:
+            box = ",".join(_num(v) for v in person.box_norm)
+            prefix = f"{keyframe.video_id},{timestamp},{box}"
+            order = np.argsort(-person.action_scores, kind="stable")
+            actions = []
+            for index in order:
+                score = float(person.action_scores[index])
+                if score < self.min_score:
+                    break
+                action_id = int(self.label_ids[index])
+                csv_lines.append(f"{prefix},{action_id},{_num(score)}\n")
+                if score >= self.label_threshold:
+                    track_lines.append(f"{prefix},{action_id},{person.track_id}\n")
+                actions.append({"id": action_id, "name": self.label_names[index], "score": round(score, 6)})
+            persons.append(
+                {
+                    "box_norm": [round(float(v), 6) for v in person.box_norm],
+                    "track_id": int(person.track_id),
+                    "detector_score": round(float(person.detector_score), 6),
+                    "actions": actions,
+                }
+            )
+        # One write per file per keyframe: an interrupt never leaves half a keyframe behind.
+        self._csv.write("".join(csv_lines))
+        self._csv.flush()
+        self._tracks.write("".join(track_lines))
+        self._tracks.flush()
+        self._write_json(
+            {
+                "type": "keyframe",
+                "timestamp": keyframe.timestamp,
+                "frame_index": keyframe.frame_index,
+                "persons": persons,
+            }
+        )
+        self.keyframes_written += 1
+
+    def write_end(self, summary: dict) -> None:
+        self._write_json({"type": "end", "keyframes": self.keyframes_written, **summary})
+
+    def _write_json(self, record: dict) -> None:
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+
+    def close(self) -> None:
+        for f in (self._csv, self._tracks, self._jsonl):
+            f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """All records of a prediction JSON Lines file (for tests and downstream tools)."""
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,328 @@
+"""Checkpoint formats: caffe2 pickles and PySlowFast files load to identical outputs; bad input is one line.
+
+The caffe2 and PySlowFast files are written here from random weights. Their
+names are GENERATED from the two naming schemes (`_published_names`), written
+independently of sfdet's converter: the converter is never run backwards.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from sfdet import cli
+from sfdet.errors import CheckpointError
+from sfdet.models import ModelConfig, build_model
+from sfdet.models.checkpoint import load_checkpoint, read_checkpoint_file, save_sfdet_checkpoint
+from sfdet.models.pyslowfast_keys import caffe2_name_to_pyslowfast, pyslowfast_key_to_sfdet
+
+# A small network with the published R101 naming: bottlenecks, projection
+# shortcuts, laterals after the stem and res2..res4, temporal kernels only in the
+# first blocks of each stage, dot-product non-local blocks in res4.
+SMALL = dict(arch="slowfast", depth=50, stage_depths=[2, 2, 7, 2], width=8, beta_inv=4, fusion_kernel=5,
+             num_block_temp_kernel=[2, 1, 3, 2], nonlocal_res4=[2, 5], nonlocal_pool=[2, 2, 2],
+             nonlocal_instantiation="dot_product", num_classes=5)
+# PySlowFast SLOWFAST_32x2_R101_50_50(_v2.1): configs/AVA/c2/*.yaml
+R101_NL = dict(arch="slowfast", depth=101, fusion_kernel=5, num_block_temp_kernel=[3, 4, 6, 3],
+               nonlocal_res4=[6, 13, 20], nonlocal_pool=[2, 2, 2], nonlocal_instantiation="dot_product")
+
+_BN_BLOBS = {"weight": "s", "bias": "b", "running_mean": "rm", "running_var": "riv"}
+
+
+def _published_names(cfg: ModelConfig):
+    """Yield (caffe2 blob name, PySlowFast key, sfdet key) for every tensor of `cfg`'s network.
+
+    caffe2 (PySlowFast c2 model zoo): `t_` prefix = Fast pathway; `conv1`/`res_conv1_bn`
+    stem; `res{s}_{i}_branch1` shortcut; `res{s}_{i}_branch2{a,b,c}`; laterals named
+    after the layer they read: `t_pool1_subsample`, `t_res{s}_{last}_branch2c_bn_subsample`;
+    `nonlocal_conv4_{i}_{theta,phi,g,out}` and `_bn`; `pred`. BN: `_bn_{s,b,rm,riv}`.
+    """
+
+    def bn(c2: str, psf: str, sfdet: str):
+        for tensor, suffix in _BN_BLOBS.items():
+            yield f"{c2}_{suffix}", f"{psf}.{tensor}", f"{sfdet}.{tensor}"
+
+    pathways = [("slow", "", 0), ("fast", "t_", 1)][: len(cfg.pathways)]
+    for name, t, p in pathways:
+        yield f"{t}conv1_w", f"s1.pathway{p}_stem.conv.weight", f"backbone.stem.{name}.conv.weight"
+        yield from bn(f"{t}res_conv1_bn", f"s1.pathway{p}_stem.bn", f"backbone.stem.{name}.bn")
+        for j, blocks in enumerate(cfg.blocks_per_stage):
+            s = j + 2
+            for i in range(blocks):
+                c2, psf, sf = f"{t}res{s}_{i}", f"s{s}.pathway{p}_res{i}", f"backbone.res{s}.{name}.blocks.{i}"
+                if i == 0:  # every bottleneck stage changes channels in its first block
+                    yield f"{c2}_branch1_w", f"{psf}.branch1.weight", f"{sf}.shortcut.conv.weight"
+                    yield from bn(f"{c2}_branch1_bn", f"{psf}.branch1_bn", f"{sf}.shortcut.bn")
+                for x in "abc":
+                    yield f"{c2}_branch2{x}_w", f"{psf}.branch2.{x}.weight", f"{sf}.conv_{x}.weight"
+                    yield from bn(f"{c2}_branch2{x}_bn", f"{psf}.branch2.{x}_bn", f"{sf}.bn_{x}")
+    if cfg.arch == "slowfast":
+        for k in range(1, cfg.num_stages + 1):
+            c2 = "t_pool1_subsample" if k == 1 else f"t_res{k}_{cfg.blocks_per_stage[k - 2] - 1}_branch2c_bn_subsample"
+            yield f"{c2}_w", f"s{k}_fuse.conv_f2s.weight", f"backbone.fuse{k}.conv.weight"
+            yield from bn(f"{c2}_bn", f"s{k}_fuse.bn", f"backbone.fuse{k}.bn")
+    for i in cfg.nonlocal_res4:
+        for part in ("theta", "phi", "g", "out"):
+            for blob, tensor in (("w", "weight"), ("b", "bias")):
+                yield (f"nonlocal_conv4_{i}_{part}_{blob}", f"s4.pathway0_nonlocal{i}.conv_{part}.{tensor}",
+                       f"backbone.res4.slow.nonlocal_blocks.{i}.{part}.{tensor}")
+        yield from bn(f"nonlocal_conv4_{i}_bn", f"s4.pathway0_nonlocal{i}.bn", f"backbone.res4.slow.nonlocal_blocks.{i}.bn")
+    yield "pred_w", "head.projection.weight", "head.proj.weight"
+    yield "pred_b", "head.projection.bias", "head.proj.bias"
+
+
+def _randomized(cfg: ModelConfig, seed: int = 0) -> torch.nn.Module:
+    """A model whose every BN (stats included) and non-local block is non-trivial."""
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    with torch.no_grad():
+        for key, tensor in model.state_dict().items():
+            if key.endswith("running_var") or (".bn" in key and key.endswith("weight")):
+                tensor.uniform_(0.5, 1.5)
+            elif key.endswith(("running_mean", "bias")):
+                tensor.normal_(0, 0.1)
+    return model.eval()
+
+
+def _inputs(cfg: ModelConfig):
+    torch.manual_seed(1)
+    fast = torch.randn(2, 3, 8, 64, 80)
+    boxes = [torch.tensor([[4.0, 6.0, 50.0, 60.0], [0.0, 0.0, 79.0, 63.0]]), torch.tensor([[10.0, 3.0, 30.0, 40.0]])]
+    return [fast[:, :, ::cfg.alpha].clone(), fast], boxes
+
+
+def _outputs(model, cfg):
+    inputs, boxes = _inputs(cfg)
+    with torch.no_grad():
+        return model(inputs, boxes)
+
+
+def _write_caffe2(path, model, cfg, extra_dims_for=None):
+    state = model.state_dict()
+    blobs = {}
+    for c2, _, sfdet in _published_names(cfg):
+        blob = state[sfdet].numpy().copy()
+        if c2 == extra_dims_for:  # a blob stored with fewer dims than the model tensor: (O, I) for (O, I, 1, 1, 1)
+            blob = blob.reshape(blob.shape[:2])
+        blobs[c2] = blob
+        if c2.endswith("_w"):
+            blobs[c2 + "_momentum"] = np.zeros_like(blob)
+    blobs["lr"] = np.float32(0.1)
+    blobs["model_iter"] = np.int64(1000)
+    with open(path, "wb") as f:
+        pickle.dump({"blobs": blobs}, f, protocol=2)
+
+
+def _write_pyslowfast(path, model, cfg, cfg_field=None):
+    state = model.state_dict()
+    model_state = {}
+    for _, psf, sfdet in _published_names(cfg):
+        model_state[psf] = state[sfdet].clone()
+        if psf.endswith("running_mean"):  # PyTorch-format files also keep the BN counters
+            model_state[psf.replace("running_mean", "num_batches_tracked")] = torch.tensor(123)
+    if cfg_field is None:
+        cfg_field = yaml.safe_dump({"SLOWFAST": {"ALPHA": cfg.alpha}, "DETECTION": {"ALIGNED": False},
+                                    "NONLOCAL": {"INSTANTIATION": "dot_product"},
+                                    "DATA": {"NUM_FRAMES": 8, "SAMPLING_RATE": 2}})
+    torch.save({"epoch": 7, "model_state": model_state, "optimizer_state": {"state": {}, "param_groups": []},
+                "cfg": cfg_field}, path)
+
+
+@pytest.fixture(scope="module")
+def small():
+    cfg = ModelConfig(**SMALL)
+    model = _randomized(cfg)
+    return cfg, model, _outputs(model, cfg)
+
+
+def test_full_r101_nonlocal_name_set_maps_without_gaps():
+    cfg = ModelConfig(**R101_NL)
+    with torch.device("meta"):
+        model_keys = {k for k in build_model(cfg).state_dict() if not k.endswith("num_batches_tracked")}
+    names = list(_published_names(cfg))
+    assert "t_res4_22_branch2c_bn_subsample_w" in {c2 for c2, _, _ in names}
+    assert "nonlocal_conv4_20_theta_w" in {c2 for c2, _, _ in names}
+    from_caffe2 = {pyslowfast_key_to_sfdet(caffe2_name_to_pyslowfast(c2)) for c2, _, _ in names}
+    from_pyslowfast = {pyslowfast_key_to_sfdet(psf) for _, psf, _ in names}
+    assert from_caffe2 == from_pyslowfast == model_keys  # no missing, no unexpected
+    for c2, psf, sfdet in names:
+        assert caffe2_name_to_pyslowfast(c2) == psf, c2
+        assert pyslowfast_key_to_sfdet(psf) == sfdet, psf
+
+
+def test_caffe2_pickle_loads_to_identical_outputs(tmp_path, small):
+    cfg, model, expected = small
+    path = tmp_path / "SLOWFAST_32x2_R101_50_50_v2.1.pkl"
+    _write_caffe2(path, model, cfg, extra_dims_for="res3_0_branch1_w")
+    loaded, info = load_checkpoint(path)  # architecture inferred from the blobs
+    assert info.format == "caffe2"
+    assert info.fits_exactly
+    assert info.model_config == cfg
+    torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
+
+
+def test_pyslowfast_file_loads_to_identical_outputs(tmp_path, small):
+    cfg, model, expected = small
+    path = tmp_path / "SLOWFAST_32x2_R101_50_50.pkl"  # PyTorch format despite the extension
+    _write_pyslowfast(path, model, cfg)
+    loaded, info = load_checkpoint(path)
+    assert info.format == "pyslowfast"
+    assert info.fits_exactly and info.model_config == cfg
+    assert info.input_hints == {"num_frames": 8, "sampling_rate": 2}
+    torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
+
+
+def test_pyslowfast_cfg_hints_override_defaults(tmp_path, small):
+    cfg, model, _ = small
+    path = tmp_path / "alpha2.pyth"
+    _write_pyslowfast(path, model, cfg, cfg_field=yaml.safe_dump({"SLOWFAST": {"ALPHA": 2},
+                                                                  "DETECTION": {"ALIGNED": True}}))
+    _, info = load_checkpoint(path)
+    assert (info.model_config.alpha, info.model_config.roi_aligned) == (2, True)
+
+
+def test_pickled_yacs_cfg_is_read_without_running_code(tmp_path, small, monkeypatch):
+    cfg, model, expected = small
+
+    class CfgNode(dict):  # stands in for yacs.config.CfgNode
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.__dict__["__immutable__"] = True
+
+    CfgNode.__module__, CfgNode.__qualname__ = "yacs.config", "CfgNode"
+    yacs, yacs_config = types.ModuleType("yacs"), types.ModuleType("yacs.config")
+    yacs_config.CfgNode = CfgNode
+    monkeypatch.setitem(sys.modules, "yacs", yacs)
+    monkeypatch.setitem(sys.modules, "yacs.config", yacs_config)
+    path = tmp_path / "with_yacs.pyth"
+    _write_pyslowfast(path, model, cfg, cfg_field=CfgNode({"SLOWFAST": CfgNode({"ALPHA": 4})}))
+    monkeypatch.delitem(sys.modules, "yacs")
+    monkeypatch.delitem(sys.modules, "yacs.config")
+
+    loaded, info = load_checkpoint(path)
+    assert info.format == "pyslowfast" and info.fits_exactly
+    torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("layout", ["torch", "pickle"])
+def test_files_with_arbitrary_objects_are_refused(tmp_path, capsys, layout):
+    path = tmp_path / "evil.pyth"
+    if layout == "torch":
+        torch.save({"model_state": {"head.proj.weight": torch.zeros(2, 2)}, "cfg": _Evil()}, path)
+    else:  # a caffe2-style pickle
+        path.write_bytes(pickle.dumps({"blobs": {"pred_w": np.zeros((2, 2), np.float32)}, "cfg": _Evil()}))
+    with pytest.raises(CheckpointError, match=r"contains a pickled builtins\.print, which sfdet does not unpickle"):
+        read_checkpoint_file(path)
+    assert "must never run" not in capsys.readouterr().out
+
+
+def test_sfdet_round_trip_via_convert(tmp_path, small, capsys):
+    cfg, model, expected = small
+    source, out = tmp_path / "model.pkl", tmp_path / "model_sfdet.pyth"
+    _write_caffe2(source, model, cfg)
+    labels = tmp_path / "labels.pbtxt"
+    labels.write_text("".join(f'item {{\n  name: "action {i}"\n  id: {i}\n}}\n' for i in range(1, 6)))
+    assert cli.main(["convert", str(source), str(out), "--label-map", str(labels)]) == 0
+    assert f"wrote   {out}" in capsys.readouterr().out
+
+    stored = torch.load(out, weights_only=True)
+    assert stored["format"] == "sfdet" and stored["version"] == 1 and stored["source"].startswith("caffe2:")
+    loaded, info = load_checkpoint(out)
+    assert info.format == "sfdet" and info.model_config == cfg
+    assert info.label_map == {i: f"action {i}" for i in range(1, 6)}
+    torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
+
+
+def test_strict_mismatch_is_one_line_listing_keys(tmp_path, small):
+    cfg, model, _ = small
+    path = tmp_path / "model.pyth"
+    save_sfdet_checkpoint(path, model)
+    other = ModelConfig(**{**SMALL, "num_classes": 7, "nonlocal_res4": [2]})
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint(path, cfg=other)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert "+NL[2], 7 classes model: 13 unexpected (backbone.res4.slow.nonlocal_blocks.5.theta.weight," in message
+    assert ", ... and 8 more); 2 mis-shaped (head.proj.weight: file (5, 320) vs model (7, 320)," in message
+    assert message.endswith("use strict=False (--non-strict) to load what fits")
+
+    loaded, info = load_checkpoint(path, cfg=other, strict=False)
+    assert len(info.unexpected) == 13 and len(info.mismatched) == 2 and info.missing == []
+    torch.testing.assert_close(loaded.state_dict()["backbone.stem.slow.conv.weight"],
+                               model.state_dict()["backbone.stem.slow.conv.weight"])
+
+
+def _cli_error(capsys, argv):
+    code = cli.main(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("command", ["info", "convert"])
+def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys, small, command):
+    cfg, model, _ = small
+    extra = [str(tmp_path / "out.pyth")] if command == "convert" else []
+
+    missing = tmp_path / "nope.pyth"
+    assert "checkpoint not found: " + str(missing) in _cli_error(capsys, [command, str(missing), *extra])
+
+    good = tmp_path / "good.pyth"
+    save_sfdet_checkpoint(good, model)
+    truncated = tmp_path / "truncated.pyth"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    assert "truncated or corrupt PyTorch checkpoint" in _cli_error(capsys, [command, str(truncated), *extra])
+
+    caffe2 = tmp_path / "c2.pkl"
+    _write_caffe2(caffe2, model, cfg)
+    truncated_c2 = tmp_path / "c2_truncated.pkl"
+    truncated_c2.write_bytes(caffe2.read_bytes()[:5000])
+    assert "truncated file" in _cli_error(capsys, [command, str(truncated_c2), *extra])
+
+    text = tmp_path / "notes.txt"
+    text.write_text("these are not weights\n")
+    assert "not a checkpoint" in _cli_error(capsys, [command, str(text), *extra])
+
+    other = tmp_path / "resnet_classifier.pth"  # some other network's state dict
+    torch.save({"features.0.weight": torch.zeros(3), "classifier.weight": torch.zeros(2)}, other)
+    assert "unrecognised state dict (first keys: features.0.weight" in _cli_error(capsys, [command, str(other), *extra])
+
+    assert "neither a file nor a registered model (did you mean 'slowfast_r50_detection'?)" in _cli_error(
+        capsys, [command, "slowfast_r50_detectoin", *extra])
+
+
+def test_convert_into_another_architecture_fails_cleanly(tmp_path, capsys, small):
+    cfg, model, _ = small
+    source = tmp_path / "c2.pkl"
+    _write_caffe2(source, model, cfg)
+    err = _cli_error(capsys, ["convert", str(source), str(tmp_path / "out.pyth"), "--arch", "slow_r50_detection"])
+    assert "does not fit the Slow R50, 80 classes model" in err and "missing" in err and "unexpected" in err
+    assert not (tmp_path / "out.pyth").exists()
+
+
+def test_non_strict_convert_reports_what_was_skipped(tmp_path, capsys, small):
+    cfg, model, _ = small
+    source = tmp_path / "c2.pkl"
+    _write_caffe2(source, model, cfg)
+    with open(source, "rb") as f:
+        blobs = pickle.load(f)["blobs"]
+    blobs["some_extra_w"] = np.zeros(3, np.float32)
+    del blobs["pred_b"]
+    with open(source, "wb") as f:
+        pickle.dump({"blobs": blobs}, f, protocol=2)
+    assert "1 missing (head.proj.bias)" in _cli_error(capsys, ["convert", str(source), str(tmp_path / "a.pyth")])
+    assert cli.main(["convert", str(source), str(tmp_path / "b.pyth"), "--non-strict"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 1 missing (head.proj.bias); 1 unexpected (some_extra_w)" in out

@@ -1,0 +1,161 @@
+"""Clips decoded from videos: equal to extracted frames, robust to lying headers, VFR, short and broken files."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sfdet.data.clip_sampling import clip_offsets
+from sfdet.data.frames import FrameFolder, frame_path
+from sfdet.data.video import VideoReader, write_video
+from sfdet.errors import DataError
+
+OFFSETS = clip_offsets(num_frames=8, sampling_rate=2)  # -8, -6, ..., 6
+
+
+def pattern_frames(n: int, height: int = 48, width: int = 64) -> list[np.ndarray]:
+    """Frames that differ from each other everywhere (so a wrong pick cannot pass)."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    return [np.roll(base, 3 * i, axis=1) // 2 + (i * 37) % 128 for i in range(n)]
+
+
+def decode_all(path) -> tuple[list[float], list[torch.Tensor]]:
+    """Reference: every frame of the file, in order, with its time from the stream start."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        start = stream.start_time or 0
+        times, images = [], []
+        for frame in container.decode(stream):
+            times.append(float((frame.pts - start) * stream.time_base))
+            images.append(torch.from_numpy(frame.to_ndarray(format="rgb24")))
+    return times, images
+
+
+def expected_clip(times: list[float], images: list[torch.Tensor], t: float) -> torch.Tensor:
+    """The clip by the rule, written out: nearest frame to t (ties: earlier), offsets, edges repeated."""
+    centre = min(range(len(times)), key=lambda i: (abs(times[i] - t), i))
+    return torch.stack([images[min(max(centre + o, 0), len(images) - 1)] for o in OFFSETS])
+
+
+def extract_png_frames(video, frames_dir, video_id) -> None:
+    for i, image in enumerate(decode_all(video)[1]):
+        path = frame_path(frames_dir, video_id, i, ".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.numpy()).save(path)
+
+
+def write_with_pts(path, images, pts, time_base, rate, fmt=None, options=None) -> None:
+    """A video whose frames carry the given timestamps (VFR, or a rate the header misstates)."""
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = images[0].shape[1], images[0].shape[0], "yuv420p"
+        stream.codec_context.time_base = time_base
+        stream.options = {"crf": "17", "g": "6"}
+        for image, p in zip(images, pts):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = p, time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("fps", [Fraction(15), Fraction(30000, 1001)])
+def test_video_clip_equals_png_frames_bit_exact(tmp_path, fps):
+    video = tmp_path / "v.mp4"
+    n = round(3 * fps)  # 3 s
+    write_video(video, pattern_frames(n), fps, keyframe_interval=6)
+    extract_png_frames(video, tmp_path / "frames", "v")
+    times, images = decode_all(video)
+    assert len(images) == n
+    folder = FrameFolder(tmp_path / "frames", "v", fps=float(fps))
+    with VideoReader(video) as reader:
+        assert reader.info.fps == pytest.approx(float(fps))
+        # start, near start (clamped), seek targets at and between keyframes, fractional times, end
+        for t in [0.0, 0.2, 1.0, 1.23, 1.5, 2.0, 2.41, n / float(fps) - 0.01]:
+            from_video = reader.read_clip(t, OFFSETS)
+            assert from_video.shape == (8, 48, 64, 3) and from_video.dtype == torch.uint8
+            assert torch.equal(from_video, folder.read_clip(t, OFFSETS)), t
+            assert torch.equal(from_video, expected_clip(times, images, t)), t
+        # reading backwards after forwards (re-seek) gives the same as a fresh reader
+        assert torch.equal(reader.read_clip(1.0, OFFSETS), expected_clip(times, images, 1.0))
+
+
+def test_video_shorter_than_window_repeats_edge_frames(tmp_path):
+    video = tmp_path / "short.mp4"
+    write_video(video, pattern_frames(5), 15)
+    extract_png_frames(video, tmp_path / "frames", "short")
+    times, images = decode_all(video)
+    with VideoReader(video) as reader:
+        clip = reader.read_clip(0.12, OFFSETS)  # centre = frame 2 (0.133 s)
+    assert torch.equal(clip, FrameFolder(tmp_path / "frames", "short", 15).read_clip(0.12, OFFSETS))
+    picked = [min(max(2 + o, 0), 4) for o in OFFSETS]
+    assert picked == [0, 0, 0, 0, 2, 4, 4, 4]
+    assert torch.equal(clip, torch.stack([images[i] for i in picked]))
+
+
+def test_variable_frame_rate_picks_frames_by_timestamp(tmp_path):
+    video = tmp_path / "vfr.mp4"
+    tb = Fraction(1, 90000)
+    durations = [3000 if i % 3 else 9000 for i in range(39)]  # 30 fps with every third frame held 0.1 s
+    pts = np.concatenate([[0], np.cumsum(durations)]).tolist()
+    write_with_pts(video, pattern_frames(40), pts, tb, rate=30)
+    times, images = decode_all(video)
+    assert np.allclose(times, [p / 90000 for p in pts])
+    with VideoReader(video) as reader:
+        for t in [0.3, 0.62, 1.0, 1.31]:
+            assert torch.equal(reader.read_clip(t, OFFSETS), expected_clip(times, images, t)), t
+
+
+def test_header_that_misstates_the_frame_rate(tmp_path):
+    # Matroska keeps the declared 30 fps in its header while the frames are 1/15 s apart.
+    video = tmp_path / "lie.mkv"
+    tb = Fraction(1, 1000)
+    write_with_pts(video, pattern_frames(45), [round(i * 1000 / 15) for i in range(45)], tb, rate=30)
+    times, images = decode_all(video)
+    with VideoReader(video) as reader:
+        assert reader.info.fps == 30  # the lie
+        for t in [1.0, 2.0, 2.5]:
+            clip = reader.read_clip(t, OFFSETS)
+            assert torch.equal(clip, expected_clip(times, images, t)), t
+            assert len({c.sum().item() for c in clip}) == 8  # 8 distinct frames, none doubled
+
+
+def test_container_that_claims_more_frames_than_it_holds(tmp_path):
+    # moov at the front (faststart) then the tail cut off: the header still lists all 45 frames.
+    intact = tmp_path / "intact.mp4"
+    write_video(intact, pattern_frames(45), 15, keyframe_interval=6, options={"movflags": "faststart"})
+    data = intact.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: int(len(data) * 0.75)])
+    times, images = decode_all(intact)
+    with VideoReader(cut) as reader:
+        assert reader.info.num_frames == 45
+        assert torch.equal(reader.read_clip(1.0, OFFSETS), expected_clip(times, images, 1.0))
+        with pytest.raises(DataError, match=r"cut\.mp4: keyframe at video time 2\.900 s is after the last readable frame"):
+            reader.read_clip(2.9, OFFSETS)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_unreadable_video_is_one_data_error(tmp_path, damage):
+    video = tmp_path / "bad.mp4"
+    write_video(video, pattern_frames(30), 15)  # moov at the end: cutting the file loses the index
+    data = video.read_bytes()
+    video.write_bytes({"truncated": data[: len(data) // 2], "garbage": bytes(range(256)) * 20, "empty": b""}[damage])
+    with pytest.raises(DataError, match=r"bad\.mp4: cannot open video .*re-encode or remove it"):
+        VideoReader(video).read_clip(1.0, OFFSETS)
+
+
+def test_missing_video_and_keyframe_before_start(tmp_path):
+    with pytest.raises(DataError, match="nope.mp4: no such video file"):
+        VideoReader(tmp_path / "nope.mp4").read_clip(1.0, OFFSETS)
+    video = tmp_path / "v.mp4"
+    write_video(video, pattern_frames(15), 15)
+    with pytest.raises(DataError, match="before the first frame; check data.time_offset"):
+        VideoReader(video).read_clip(-3.0, OFFSETS)
