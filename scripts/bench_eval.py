@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         problem = make_problem(Path(tmp), n_videos)
         paths = problem["paths"]
         print(f"problem: {n_videos} videos, {problem['keyframes']} keyframes, {problem['gt_rows']} GT rows, "
-              f"{problem['pred_rows']} prediction rows")
+              f"{problem['pred_rows']} prediction rows", flush=True)
         sfdet_seconds, sfdet_map = run_sfdet(paths)
         sfdet_seconds = min(sfdet_seconds, run_sfdet(paths)[0])  # best of two (first run warms caches)
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -137,9 +137,9 @@ def main(argv=None) -> int:
         _, peak_bytes = tracemalloc.get_traced_memory()
         tracemalloc.stop()
         rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"sfdet:     {sfdet_seconds:8.2f} s   mAP {sfdet_map!r}   peak traced memory {peak_bytes / 2**20:.0f} MiB")
+        print(f"sfdet:     {sfdet_seconds:8.2f} s   mAP {sfdet_map!r}   peak traced memory {peak_bytes / 2**20:.0f} MiB", flush=True)
         ref_seconds, ref_map = run_reference(reference, paths)
-        print(f"reference: {ref_seconds:8.2f} s   mAP {ref_map!r}")
+        print(f"reference: {ref_seconds:8.2f} s   mAP {ref_map!r}", flush=True)
 
     same = math.isclose(sfdet_map, ref_map, rel_tol=0, abs_tol=1e-9)
     ratio = ref_seconds / sfdet_seconds

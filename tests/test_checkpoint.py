@@ -303,6 +303,14 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, capsys, small, command):
         capsys, [command, "slowfast_r50_detectoin", *extra])
 
 
+def test_forced_format_must_match_the_content(tmp_path, capsys, small):
+    _, model, _ = small
+    path = tmp_path / "model.pyth"
+    save_sfdet_checkpoint(path, model)
+    err = _cli_error(capsys, ["convert", str(path), str(tmp_path / "out.pyth"), "--format", "caffe2"])
+    assert err == f"sfdet convert: error: {path}: not a caffe2 checkpoint (no 'blobs' dict)\n"
+
+
 def test_convert_into_another_architecture_fails_cleanly(tmp_path, capsys, small):
     cfg, model, _ = small
     source = tmp_path / "c2.pkl"
@@ -326,3 +334,43 @@ def test_non_strict_convert_reports_what_was_skipped(tmp_path, capsys, small):
     assert cli.main(["convert", str(source), str(tmp_path / "b.pyth"), "--non-strict"]) == 0
     out = capsys.readouterr().out
     assert "skipped 1 missing (head.proj.bias); 1 unexpected (some_extra_w)" in out
+
+
+def test_pytorchvideo_file_is_recognised_and_its_architecture_inferred(tmp_path):
+    from pytorchvideo.models.hub import slowfast_r50_detection
+
+    from sfdet.models.pytorchvideo_keys import pytorchvideo_model_config
+
+    path = tmp_path / "SLOWFAST_8x8_R50_DETECTION.pyth"
+    torch.save({"model_state": slowfast_r50_detection(pretrained=False).state_dict()}, path)
+    _, info = load_checkpoint(path)
+    assert info.format == "pytorchvideo" and info.fits_exactly
+    assert info.model_config == pytorchvideo_model_config("slowfast_r50_detection")
+
+
+def test_info_describes_a_checkpoint_file(tmp_path, capsys, small):
+    cfg, model, _ = small
+    path = tmp_path / "model.pyth"
+    save_sfdet_checkpoint(path, model, label_map={i: f"a{i}" for i in range(1, 6)})
+    assert cli.main(["info", str(path), "--input-size", "8", "64", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "weights      every tensor loaded" in out and "labels       5 classes" in out
+    assert f"parameters   {sum(p.numel() for p in model.parameters()):,}" in out
+    assert "non-local (dot_product, pool [2, 2, 2]) after res4 blocks [2, 5]" in out
+    assert "for a 8x64x64 clip and one box" in out
+
+
+@pytest.mark.slow
+def test_full_r101_caffe2_pickle_loads_into_the_registry_architecture(tmp_path):
+    """The whole SLOWFAST_32x2_R101_50_50_v2.1 layout (about 60M weights) through the file path."""
+    from sfdet.models import registry
+
+    cfg = registry.get("SLOWFAST_32x2_R101_50_50_v2.1").build_config()
+    model = _randomized(cfg)
+    path = tmp_path / "SLOWFAST_32x2_R101_50_50_v2.1.pkl"
+    _write_caffe2(path, model, cfg, extra_dims_for="t_res5_0_branch1_w")
+    loaded, info = load_checkpoint(path)
+    assert info.format == "caffe2" and info.fits_exactly and info.model_config == cfg
+    for key, value in model.state_dict().items():
+        if not key.endswith("num_batches_tracked"):
+            assert torch.equal(loaded.state_dict()[key], value), key

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import logging
 import math
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +16,9 @@ import pytest
 from sfdet.errors import DataError
 from sfdet.evaluation import frame_map
 
-ava_reference = pytest.importorskip("ava_reference")
-
+_spec = importlib.util.spec_from_file_location("ava_reference", Path(__file__).with_name("ava_reference.py"))
+ava_reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ava_reference)
 try:
     REFERENCE = ava_reference.load_ava_utils()
 except ImportError as exc:  # pragma: no cover - depends on the test environment
@@ -26,7 +30,8 @@ def run_reference(pred_csv, label_map_path, gt_csv, exclusions_csv=None, custom_
     out = io.StringIO()
     logging.disable(logging.INFO)
     try:
-        with contextlib.redirect_stdout(out):
+        with contextlib.redirect_stdout(out), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the reference's nanmean of empty slices
             REFERENCE.ava_eval(str(pred_csv), "mAP", str(label_map_path), str(gt_csv),
                                None if exclusions_csv is None else str(exclusions_csv), verbose=True,
                                custom_classes=custom_classes)
@@ -172,3 +177,13 @@ def test_max_per_frame_equals_reference_on_the_top_k_file(tmp_path):
         top_csv.write_text("".join(",".join(r) + "\n" for r in sorted(kept, key=rows.index)))
         ref_map, _ = run_reference(top_csv, label_map, gt_csv)
         assert same(frame_map(gt_csv, pred_csv, label_map, max_per_frame=5).map, ref_map)
+
+
+def test_gt_person_id_order_decides_equal_iou_ties_like_the_reference(tmp_path):
+    """A detection with equal IoU to two GT boxes: the reference orders GT by descending 8th column."""
+    (tmp_path / "labels.pbtxt").write_text('item {\n  name: "stand"\n  id: 1\n}\n')
+    (tmp_path / "gt.csv").write_text("v,0902,0.25,0.0,1.0,1.0,1,2\nv,0902,0.0,0.0,0.75,1.0,1,5\n")
+    (tmp_path / "pred.csv").write_text("v,0902,0.125,0.0,0.875,1.0,1,0.9\nv,0902,0.0,0.0,0.75,1.0,1,0.8\n")
+    ref_map, _ = run_reference(tmp_path / "pred.csv", tmp_path / "labels.pbtxt", tmp_path / "gt.csv")
+    assert ref_map == 0.5
+    assert frame_map(tmp_path / "gt.csv", tmp_path / "pred.csv", tmp_path / "labels.pbtxt").map == 0.5

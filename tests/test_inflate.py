@@ -36,11 +36,9 @@ def test_inflated_slow_pathway_equals_2d_resnet_per_frame(tmp_path):
     assert info.missing and all(k.startswith(("backbone.stem.fast", "backbone.res2.fast", "backbone.res3.fast",
                                               "backbone.res4.fast", "backbone.res5.fast", "backbone.fuse", "head."))
                                 for k in info.missing)  # the Slow pathway is fully inflated
-    model = model.double()
-    net2d = net2d.double()
 
     torch.manual_seed(1)
-    fast = torch.randn(1, 3, 8, 64, 96, dtype=torch.float64)
+    fast = torch.randn(1, 3, 8, 64, 96)
     slow = fast[:, :, ::4].contiguous()
     backbone = model.backbone
     with torch.no_grad():
@@ -54,7 +52,8 @@ def test_inflated_slow_pathway_equals_2d_resnet_per_frame(tmp_path):
         y = net2d.maxpool(net2d.relu(net2d.bn1(net2d.conv1(frames))))
         y = net2d.layer2(net2d.layer1(y))  # (T, 512, H/8, W/8)
     assert x_slow.shape == (1, 512, 2, 8, 12)
-    torch.testing.assert_close(x_slow[0].permute(1, 0, 2, 3), y, rtol=1e-10, atol=1e-10)
+    error = (x_slow[0].permute(1, 0, 2, 3) - y).abs().max() / y.abs().max()
+    assert error < 1e-5, error
 
 
 def test_lateral_input_channels_start_at_zero_and_time_kernels_average():
@@ -69,6 +68,8 @@ def test_wrong_2d_network_is_a_clear_error(tmp_path):
     torch.manual_seed(0)
     path = tmp_path / "resnet18.pth"
     torch.save(torchvision.models.resnet18().state_dict(), path)
-    with pytest.raises(CheckpointError, match=r"resnet18\.pth: the 2D ResNet does not fit the model's Slow pathway "
-                                              r"\(layer1\.0\.conv1\.weight: 2D kernel \(64, 64, 3, 3\)"):
+    with pytest.raises(CheckpointError) as exc:
         load_checkpoint(path, cfg=ModelConfig(arch="slow", depth=50, num_classes=80))
+    message = str(exc.value)
+    assert message.startswith(f"{path} (torchvision) does not fit the Slow R50, 80 classes model: ")
+    assert "layer1.0.conv1.weight: 2D kernel (64, 64, 3, 3) cannot be inflated to (64, 64, 1, 1, 1)" in message

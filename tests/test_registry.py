@@ -147,3 +147,14 @@ def test_failing_opener_is_the_offline_error(hub):
 
     with pytest.raises(CheckpointError, match="Temporary failure in name resolution.*put it at"):
         registry.fetch("tiny", opener=offline, progress=False)
+
+
+def test_info_of_a_registered_model_needs_no_download(hub, capsys):
+    from sfdet import cli
+
+    assert cli.main(["info", "slow_r50_detection", "--input-size", "4", "32", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "reported     val frame-mAP 19.5 on AVA v2.2, pretrained on Kinetics-400" in out
+    assert "downloads to " + str(hub.cached.parent / "SLOW_4x16_R50_DETECTION.pyth") in out
+    assert "input        4 frames at stride 16 (64 raw frames, 2.1 s at 30 fps)" in out
+    assert "labels       80 classes" in out

@@ -29,17 +29,19 @@ Slow pathway. The toy clip is 32 raw frames (Fast: 16 at stride 2 = 7.5 Hz at
 1.875 Hz, Nyquist 0.94 Hz). Frequencies are defined per frame, so this holds at
 any --fps:
   * the fast wave runs at f_slow + 1/8 cycles per frame: over the 8 frames between
-    two Slow samples it makes exactly one more cycle than the slow wave, so at the
-    Slow pathway's frames the forearm angle of a fast wave equals that of a slow
-    wave with the same phase. Phases are uniform random, so the Slow frames of the
-    two classes have identical distributions; the Fast pathway (2 frames apart:
-    0.08 vs 0.33 cycles per Fast frame) sees them clearly apart;
+    two Slow samples it makes exactly one more cycle than the slow wave, so the
+    Slow frames of a fast wave are exactly those of a slow wave with another phase
+    (shifted by 2*pi*f0/8, f0 the first Slow frame). Phases are uniform random, so
+    the Slow frames of the two classes have identical distributions; the Fast
+    pathway (2 frames apart: 0.08 vs 0.33 cycles per Fast frame) tells them apart;
   * circling at 1/16 cycle per frame turns the arm by exactly half a turn between
     Slow samples, which looks the same clockwise or counter-clockwise (both at
     f = 1.875 - f = 0.9375 Hz, so the classes differ only in direction); the Fast
     pathway sees 1/8 turn steps in one direction or the other.
 (PySlowFast's `linspace` Slow sampling picks frames 10 apart instead of 8 and
-breaks the aliasing; the toy configs use the `stride` rule.)
+breaks the aliasing; the toy configs use the `stride` rule.) A horizontal flip
+turns circle_cw into circle_ccw: flip augmentation must swap labels 8 and 9
+(meta.json `horizontal_flip_swaps`).
 
 Timing. Action segments last 4-10 s (a figure's first one 1.5-8.5 s, as if it
 started before the video) and change only at half seconds (k + 0.5 s), blended
@@ -56,7 +58,7 @@ does with keyframes it could not label reliably.
 
 Proposals simulate an imperfect person detector (like AVA's predicted boxes): each
 annotated person is missed with probability 5%, otherwise its box is jittered
-(coordinates +- 4% of the box size) with a score mostly in [0.8, 1) (15% of
+(coordinates +- 4% of the box size) with a score mostly in [0.8, 1) (8% of
 them lower); ambiguous persons are found half the time with middling scores;
 visible distractors give false positives 35% of the time, mostly below 0.6; 5% of
 keyframes get a random low-score background box.
@@ -71,7 +73,6 @@ from __future__ import annotations
 import colorsys
 import json
 import shutil
-import time
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -131,7 +132,8 @@ CLASSES: tuple[ToyClass, ...] = (
     ToyClass(10, "clap", "arm", "both hands clapping overhead at 0.1 cycles/frame"),
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
-POSE_ACTIONS = tuple(c.name for c in CLASSES if c.kind == "pose")
+# A horizontal flip turns clockwise into counter-clockwise: flip augmentation must swap these labels.
+HORIZONTAL_FLIP_SWAPS = ((8, 9),)
 ALIASED_PAIRS = (
     {"classes": [6, 7], "differs_in": "speed", "slow_pathway_sees": "identical samples (fast = slow + 1 cycle per Slow step)"},
     {"classes": [8, 9], "differs_in": "direction", "slow_pathway_sees": "identical samples (half a turn per Slow step)"},
@@ -475,7 +477,7 @@ def render_frame(scene: ToyScene, frame_index: int) -> tuple[np.ndarray, np.ndar
 
 MISS_RATE = 0.05
 BOX_JITTER = 0.04  # std of each proposal coordinate, in box widths/heights
-LOW_SCORE_RATE = 0.15
+LOW_SCORE_RATE = 0.08
 FALSE_POSITIVE_RATE = 0.35  # per visible distractor
 BACKGROUND_FP_RATE = 0.05  # per keyframe
 
@@ -618,9 +620,11 @@ def _make_video(job: _VideoJob) -> dict:
         stream = container.add_stream(job.codec, rate=Fraction(job.fps).limit_denominator(1001))
         stream.width, stream.height, stream.pix_fmt = job.width, job.height, "yuv420p"
         stream.codec_context.gop_size = max(1, int(round(job.fps)))  # a keyframe per second: cheap seeking
-        stream.codec_context.thread_count = 1  # deterministic output
+        stream.codec_context.thread_count = 1
         if job.codec == "libx264":
-            stream.options = {"crf": "20", "preset": "veryfast"}  # 2x faster than "fast", same size
+            # With its default mbtree/B-frame lookahead, x264 here gave different bytes for the same frames
+            # from one run to the next; without them the output is reproducible (and seeking is simpler).
+            stream.options = {"crf": "20", "preset": "veryfast", "x264-params": "bframes=0:mbtree=0"}
         else:
             stream.codec_context.bit_rate = 2_000_000
         for i in range(scene.n_frames):
@@ -766,7 +770,8 @@ def _run_jobs(jobs: list[_VideoJob], workers: int | None, progress: bool) -> lis
                 results.append(_make_video(job))
                 bar.update(results[-1]["n_frames"])
             return results
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None  # fork: no re-imports
+        with multiprocessing.get_context(method).Pool(workers) as pool:
             results = []
             for result in pool.imap(_make_video, jobs):
                 results.append(result)
@@ -805,6 +810,7 @@ def _meta(params: dict, width: int, height: int, fps: float, seconds: int, frame
         "keyframes": f"integer seconds 1..{seconds - 1}, frame index round(t * fps)",
         "classes": classes,
         "aliased_pairs": list(ALIASED_PAIRS),
+        "horizontal_flip_swaps": [list(pair) for pair in HORIZONTAL_FLIP_SWAPS],
         "clip": {"fast_frames": 16, "sampling_rate": 2, "alpha": 4, "slow_stride_frames": SLOW_STRIDE_FRAMES,
                  "slow_pathway_hz": fps / SLOW_STRIDE_FRAMES, "fast_pathway_hz": fps / 2},
         "annotation": {"min_visible": MIN_VISIBLE, "excluded_if_any_person_visible": [AMBIGUOUS_VISIBLE, MIN_VISIBLE],

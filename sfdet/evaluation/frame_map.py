@@ -152,6 +152,8 @@ def frame_map(
 
     label_map: path or {id: name}; classes: optional subset of its ids to evaluate (as MMAction2's
     `custom_classes`); exclusions: path, DataFrame[video_id, timestamp] or None.
+    GT rows of a keyframe are ordered by descending `person_id`, as the reference orders them by the
+    8th column; a GT file read here treats a missing 8th column as 1 (the reference's default score).
     """
     if protocol not in PROTOCOLS:
         raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -261,10 +263,8 @@ def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated
         pred_keep &= _top_k_per_key(pred_key, pred_scores, pred_keep, int(max_per_frame))
         notes["dropped_by_max_per_frame"] = int(np.isin(pred_class, evaluated).sum() - pred_keep.sum())
 
-    gt_video_set = set(video_names[videos[:n_gt][gt_keep]]) if n_gt else set()
-    pred_videos = set(video_names[videos[n_gt:n_gt + n_pred][pred_keep]]) if n_pred else set()
-    missing_videos = sorted(str(v) for v in pred_videos - gt_video_set)
-    notes["pred_videos_without_gt"] = missing_videos
+    videos_without_gt = np.setdiff1d(videos[n_gt:n_gt + n_pred][pred_keep], videos[:n_gt][gt_keep])
+    notes["pred_videos_without_gt"] = sorted(str(video_names[v]) for v in videos_without_gt)
 
     # Key order: the detections' first appearance (after the class filter), or GT's for MMAction2 1.x.
     first_key_source = gt_key[gt_keep] if protocol == "mmaction2-1.x" else pred_key[pred_keep]

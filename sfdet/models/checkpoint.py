@@ -69,9 +69,8 @@ class CheckpointInfo:
 
     def skipped_summary(self) -> str:
         """One line about what did not load ("" if everything did)."""
-        parts = [_describe(name, keys) for name, keys in
-                 (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.mismatched)) if keys]
-        return "; ".join(parts)
+        problems = (("missing", self.missing), ("unexpected", self.unexpected), ("mis-shaped", self.mismatched))
+        return "; ".join(_describe(what, keys) for what, keys in problems if keys)
 
 
 def _describe(what: str, keys: list[str]) -> str:
@@ -294,7 +293,9 @@ def to_sfdet_state(obj: Any, fmt: str, source: str) -> tuple[dict, list[str], di
     Not for "torchvision": inflation needs the target model (see `load_checkpoint`).
     """
     if fmt == "caffe2":
-        blobs = obj["blobs"]
+        blobs = obj.get("blobs") if isinstance(obj, dict) else None
+        if not isinstance(blobs, dict):
+            raise CheckpointError(f"{source}: not a caffe2 checkpoint (no 'blobs' dict)")
         state, unknown = caffe2_to_sfdet(blobs)
         return state, unknown, dict(_PYSLOWFAST_NONLOCAL), {}
     state = _state_dict_of(obj)
@@ -302,6 +303,8 @@ def to_sfdet_state(obj: Any, fmt: str, source: str) -> tuple[dict, list[str], di
         raise CheckpointError(f"{source}: no state dict found for format '{fmt}'")
     if fmt == "sfdet":
         hints = (obj.get("model_config") or {}) if obj.get("format") == "sfdet" else {}
+        if not isinstance(hints, dict):
+            raise CheckpointError(f"{source}: its 'model_config' is not a mapping")
         return dict(state), [], dict(hints), {}
     if fmt == "pyslowfast":
         converted, unknown = pyslowfast_to_sfdet(state)
@@ -426,13 +429,18 @@ _SHAPE_FIELDS = {"arch", "depth", "num_stages", "stage_depths", "width", "in_cha
 # ---------------------------------------------------------------------------
 
 
+def _without_trailing_ones(shape: tuple[int, ...]) -> tuple[int, ...]:
+    shape = tuple(shape)
+    while shape and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
 def _fit_trailing_ones(value: torch.Tensor, target_shape: torch.Size) -> torch.Tensor:
-    """caffe2 blobs may lack (or carry extra) trailing size-1 dims: (80, 2304) <-> (80, 2304, 1, 1, 1)."""
-    if value.shape == target_shape or value.numel() != target_shape.numel():
-        return value
-    strip = lambda shape: tuple(shape[: max(i for i, n in enumerate(shape) if n != 1) + 1]) if any(
-        n != 1 for n in shape) else ()
-    return value.reshape(target_shape) if strip(value.shape) == strip(target_shape) else value
+    """caffe2 blobs may lack (or carry extra) trailing size-1 dims: (O, I) <-> (O, I, 1, 1, 1)."""
+    if value.shape != target_shape and _without_trailing_ones(value.shape) == _without_trailing_ones(target_shape):
+        return value.reshape(target_shape)
+    return value
 
 
 def fit_state_dict(model: torch.nn.Module, state: dict, unknown: list[str] = (),
@@ -495,6 +503,23 @@ def _resolve(path_or_name: str | Path, download_progress: bool) -> tuple[Path, r
     raise AssertionError("unreachable")
 
 
+def _inflate_2d(obj: Any, cfg: ModelConfig | dict | None, source: str):
+    """torchvision 2D ResNet -> (model, cfg, fitting, missing, unexpected, mis-shaped); SlowFast of its depth by default."""
+    from sfdet.models.detector import build_model
+
+    state_2d = _state_dict_of(obj)
+    if not state_2d:
+        raise CheckpointError(f"{source}: no state dict found for format 'torchvision'")
+    if cfg is None:
+        depth, blocks = torchvision_depth(state_2d)
+        cfg = ModelConfig(depth=depth) if depth in STAGE_DEPTHS else ModelConfig(depth=18, stage_depths=blocks)
+    model_cfg = _as_model_config(cfg)
+    model = build_model(model_cfg)
+    state, unplaced, misfits = inflate_resnet2d(state_2d, model.state_dict())
+    fitting, missing, unexpected, mismatched = fit_state_dict(model, state, unplaced)
+    return model, model_cfg, fitting, missing, unexpected, mismatched + misfits
+
+
 def load_checkpoint(
     path_or_name: str | Path,
     strict: bool = True,
@@ -523,17 +548,8 @@ def load_checkpoint(
     fmt = detect_format(obj, source) if format == "auto" else format
 
     if fmt == "torchvision":
-        state_2d = _state_dict_of(obj) or {}
-        if cfg is None:
-            depth, blocks = torchvision_depth(state_2d)
-            fields = {"depth": depth} if depth in STAGE_DEPTHS else {"depth": 18, "stage_depths": blocks}
-            cfg = ModelConfig(**fields)
-        model_cfg = _as_model_config(cfg)
-        model = build_model(model_cfg)
-        state, unplaced = inflate_resnet2d(state_2d, model.state_dict(), source)
-        fitting, missing, unexpected, mismatched = fit_state_dict(model, state, unplaced)
+        model, model_cfg, fitting, missing, unexpected, mismatched = _inflate_2d(obj, cfg, source)
         hints_inputs: dict = {}
-        inflated = True
     else:
         state, unknown, hints, hints_inputs = to_sfdet_state(obj, fmt, source)
         if cfg is not None:
@@ -541,20 +557,23 @@ def load_checkpoint(
         elif entry is not None:
             model_cfg = entry.build_config()
         elif fmt == "sfdet" and hints:
-            model_cfg = _as_model_config(hints)
+            try:
+                model_cfg = _as_model_config(hints)
+            except ConfigError as exc:
+                raise CheckpointError(f"{source}: its stored model_config is invalid ({exc})") from None
         else:
             model_cfg = infer_model_config(state, hints, source)
         model = build_model(model_cfg)
         fitting, missing, unexpected, mismatched = fit_state_dict(model, state, unknown,
                                                                   reshape_trailing=(fmt == "caffe2"))
-        inflated = False
 
     info = CheckpointInfo(source=source, format=fmt, model_config=model_cfg, label_map=None, registry_entry=entry,
                           missing=missing, unexpected=unexpected, mismatched=mismatched)
-    failing = (unexpected or mismatched) if inflated else not info.fits_exactly
-    if strict and failing:
-        shown = info.skipped_summary() if not inflated else "; ".join(
-            _describe(w, k) for w, k in (("unexpected", unexpected), ("mis-shaped", mismatched)) if k)
+    # Inflated 2D weights cover the Slow pathway only: the rest keeps its init by design.
+    problems = [("missing", [] if fmt == "torchvision" else missing), ("unexpected", unexpected),
+                ("mis-shaped", mismatched)]
+    if strict and any(keys for _, keys in problems):
+        shown = "; ".join(_describe(what, keys) for what, keys in problems if keys)
         raise CheckpointError(f"{source} ({fmt}) does not fit the {_architecture_name(model_cfg)} model: {shown}; "
                               f"use strict=False (--non-strict) to load what fits")
     model.load_state_dict(fitting, strict=False)

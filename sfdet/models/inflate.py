@@ -24,8 +24,6 @@ import re
 
 import torch
 
-from sfdet.errors import CheckpointError
-
 _TORCHVISION_RULES = [
     (r"conv1\.weight", "backbone.stem.slow.conv.weight"),
     (r"bn1\.(?P<rest>.+)", "backbone.stem.slow.bn.{rest}"),
@@ -72,18 +70,17 @@ def inflate_conv_weight(weight_2d: torch.Tensor, target_shape: torch.Size) -> to
     t_out, t_in, kt, t_kh, t_kw = target_shape
     if (out_ch, kh, kw) != (t_out, t_kh, t_kw) or in_ch > t_in:
         raise ValueError(f"2D kernel {tuple(weight_2d.shape)} cannot be inflated to {tuple(target_shape)}")
-    weight_3d = weight_2d.new_zeros(target_shape)
-    weight_3d[:, :in_ch] = weight_2d.unsqueeze(2).expand(-1, -1, kt, -1, -1) / kt
-    return weight_3d
+    repeated = (weight_2d / kt).unsqueeze(2).expand(-1, -1, kt, -1, -1)
+    lateral = weight_2d.new_zeros(out_ch, t_in - in_ch, kt, kh, kw)
+    return torch.cat([repeated, lateral], dim=1)
 
 
-def inflate_resnet2d(state_dict_2d: dict, model_state: dict, source: str = "2D state dict") -> tuple[dict, list[str]]:
-    """Inflate a torchvision ResNet state dict onto `model_state` (the target model's shapes).
+def inflate_resnet2d(state_dict_2d: dict, model_state: dict) -> tuple[dict, list[str], list[str]]:
+    """Inflate a torchvision ResNet state dict onto `model_state` (the target model's tensors, for shapes).
 
     Returns (inflated sfdet state dict covering the Slow stem and res stages,
-    2D keys that could not be placed). Raises CheckpointError when a mapped
-    tensor exists in the model but cannot take the 2D weights (another
-    architecture), naming the keys.
+    2D keys with no place in the model, "key: why" for 2D tensors whose place
+    has an incompatible shape, i.e. another architecture).
     """
     inflated, unplaced, misfits = {}, [], []
     for key, value in state_dict_2d.items():
@@ -102,8 +99,5 @@ def inflate_resnet2d(state_dict_2d: dict, model_state: dict, source: str = "2D s
         elif value.shape == target.shape:
             inflated[target_key] = value.to(target.dtype).clone()
         else:
-            misfits.append(f"{key}: {tuple(value.shape)} vs model {tuple(target.shape)}")
-    if misfits:
-        shown = "; ".join(misfits[:3]) + (f"; and {len(misfits) - 3} more" if len(misfits) > 3 else "")
-        raise CheckpointError(f"{source}: the 2D ResNet does not fit the model's Slow pathway ({shown})")
-    return inflated, unplaced
+            misfits.append(f"{key}: 2D {tuple(value.shape)} vs model {tuple(target.shape)}")
+    return inflated, unplaced, misfits

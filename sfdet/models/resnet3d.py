@@ -19,19 +19,16 @@ def batch_norm(channels: int, eps: float, momentum: float) -> nn.BatchNorm3d:
     return nn.BatchNorm3d(channels, eps=eps, momentum=momentum)
 
 
-class ConvBN(nn.Module):
-    """Conv3d (no bias) + BN, optionally + ReLU: the shortcut projection and the lateral conv."""
+class ProjectionShortcut(nn.Module):
+    """1x1x1 conv (spatial stride, no bias) + BN, for a residual whose channels or resolution change."""
 
-    def __init__(self, dim_in: int, dim_out: int, kernel: tuple[int, int, int], stride: tuple[int, int, int],
-                 padding: tuple[int, int, int], relu: bool, bn_eps: float, bn_momentum: float):
+    def __init__(self, dim_in: int, dim_out: int, stride: int, bn_eps: float, bn_momentum: float):
         super().__init__()
-        self.conv = nn.Conv3d(dim_in, dim_out, kernel, stride=stride, padding=padding, bias=False)
+        self.conv = nn.Conv3d(dim_in, dim_out, 1, stride=(1, stride, stride), bias=False)
         self.bn = batch_norm(dim_out, bn_eps, bn_momentum)
-        self.relu = nn.ReLU(inplace=True) if relu else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.bn(self.conv(x))
-        return self.relu(x) if self.relu is not None else x
+        return self.bn(self.conv(x))
 
 
 class Stem(nn.Module):
@@ -49,12 +46,12 @@ class Stem(nn.Module):
         return self.pool(self.relu(self.bn(self.conv(x))))
 
 
-def projection_shortcut(dim_in: int, dim_out: int, stride: int, bn_eps: float, bn_momentum: float) -> ConvBN | None:
-    """1x1x1 conv + BN when the residual cannot be added as it is, else None (identity)."""
+def projection_shortcut(dim_in: int, dim_out: int, stride: int, bn_eps: float,
+                        bn_momentum: float) -> ProjectionShortcut | None:
+    """The shortcut of a block: None (identity) when the residual can be added as it is."""
     if dim_in == dim_out and stride == 1:
         return None
-    return ConvBN(dim_in, dim_out, (1, 1, 1), (1, stride, stride), (0, 0, 0), relu=False,
-                  bn_eps=bn_eps, bn_momentum=bn_momentum)
+    return ProjectionShortcut(dim_in, dim_out, stride, bn_eps, bn_momentum)
 
 
 class BottleneckBlock(nn.Module):

@@ -51,16 +51,13 @@ class Lateral(nn.Module):
             self.out_channels = sampled_channels
             self.conv = None
         self.bn = batch_norm(self.out_channels, bn_eps, bn_momentum) if self.conv is not None else None
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=True) if self.conv is not None else None
 
     def forward(self, fast: torch.Tensor) -> torch.Tensor:
         if self.form == "tsample":
             fast = fast[:, :, :: self.alpha]
         elif self.form == "ttoc":
             b, c, t, h, w = fast.shape
-            if t % self.alpha:
-                raise ConfigError(f"the 'ttoc' lateral needs a multiple of model.alpha ({self.alpha}) "
-                                  f"Fast frames, got {t}: check data.num_frames")
             fast = fast.reshape(b, c, t // self.alpha, self.alpha, h, w).transpose(2, 3)
             fast = fast.reshape(b, c * self.alpha, t // self.alpha, h, w)
         if self.conv is None:
@@ -125,10 +122,6 @@ class SlowFast(nn.Module):
             return x
         slow, fast = x
         lateral = getattr(self, f"fuse{k}")(fast)
-        if lateral.shape[2] != slow.shape[2]:
-            raise ConfigError(f"the Slow pathway has {slow.shape[2]} frames but the Fast pathway "
-                              f"{fast.shape[2]}: Fast needs model.alpha ({self.alpha}) times as many; "
-                              f"check data.num_frames and model.alpha")
         slow = torch.cat([slow, lateral], dim=1) if self.fusion == "concat" else slow + lateral
         return [slow, fast]
 
@@ -136,6 +129,10 @@ class SlowFast(nn.Module):
         if len(inputs) != len(self.pathways):
             raise ValueError(f"expected {len(self.pathways)} pathway tensors ({', '.join(self.pathways)}), "
                              f"got {len(inputs)}")
+        if len(inputs) == 2 and inputs[1].shape[2] != self.alpha * inputs[0].shape[2]:
+            raise ConfigError(f"the Slow pathway has {inputs[0].shape[2]} frames and the Fast pathway "
+                              f"{inputs[1].shape[2]}, but Fast needs model.alpha ({self.alpha}) times as many: "
+                              f"check data.num_frames and model.alpha")
         x = [self.stem[p](inp) for p, inp in zip(self.pathways, inputs)]
         x = self._fuse(1, x)
         for s in range(2, self.num_stages + 2):

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -214,7 +214,7 @@ def predict_video(
                 "frames_decoded": result.frames,
                 "frames_rendered": renderer.frames_written if renderer is not None else None,
                 "warnings": result.warnings,
-                "seconds": round(times.total, 3),
+                "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
             }
         )
     except SfdetError:

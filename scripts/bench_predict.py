@@ -1,0 +1,158 @@
+"""Benchmark `sfdet predict`: peak memory must not grow with the video's length.
+
+Writes two synthetic 640x360 videos (1 and 10 minutes; `--quick`: 10 s and 100 s)
+with moving person-like boxes and their proposals CSV, then runs `sfdet predict`
+on each in a fresh process and reports peak RSS (from `wait4`), per-stage time
+(decode, detect, action, write, from the JSONL `end` record) and keyframes/s.
+The peak RSS of the long run must be within 15% of the short one's.
+
+The action model is the toy SlowFast (random init; its speed does not depend
+on its weights) unless `--weights` names another; person boxes come from the
+proposals CSV unless `--detector` names a torchvision detector (random weights,
+nothing downloaded). Prints a markdown table for the README.
+
+    python scripts/bench_predict.py [--quick] [--workdir DIR] [--fps 30] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sfdet.config import load_config, to_dict  # noqa: E402
+from sfdet.data.ava import write_proposals_csv  # noqa: E402
+from sfdet.data.video import write_video  # noqa: E402
+from sfdet.models import build_model  # noqa: E402
+from sfdet.models.checkpoint import save_sfdet_checkpoint  # noqa: E402
+
+WIDTH, HEIGHT = 640, 360
+NUM_CLASSES = 10
+
+
+def person_boxes_norm(t: float) -> np.ndarray:
+    """Two people walking back and forth: (2, 4) normalised boxes at time t."""
+    centres = np.array([0.3 + 0.2 * np.sin(0.5 * t), 0.7 - 0.2 * np.sin(0.3 * t)])
+    return np.stack([centres - 0.08, np.full(2, 0.15), centres + 0.08, np.full(2, 0.95)], axis=1)
+
+
+def synthetic_frames(seconds: float, fps: float):
+    background = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    background[..., 0] = np.linspace(40, 120, WIDTH, dtype=np.uint8)[None, :]
+    background[..., 1] = np.linspace(60, 100, HEIGHT, dtype=np.uint8)[:, None]
+    background[..., 2] = 90
+    scale = np.array([WIDTH, HEIGHT, WIDTH, HEIGHT])
+    for i in range(int(round(seconds * fps))):
+        frame = background.copy()
+        for k, (x1, y1, x2, y2) in enumerate((person_boxes_norm(i / fps) * scale).astype(int)):
+            frame[y1:y2, x1:x2] = (220, 180, 150) if k == 0 else (90, 200, 230)
+            arm = int(10 * np.sin(i / fps * 6 + k))  # a little motion inside the box
+            frame[y1 + 40 + arm : y1 + 60 + arm, x1:x2] = 30
+        yield frame
+
+
+def make_video(workdir: Path, name: str, seconds: float, fps: float) -> tuple[Path, Path]:
+    video = workdir / f"{name}.mp4"
+    boxes = workdir / f"{name}_boxes.csv"
+    if not video.exists():
+        print(f"writing {video} ({seconds:g} s at {fps:g} fps)...", flush=True)
+        write_video(video, synthetic_frames(seconds, fps), fps=fps, crf=23)
+    if not boxes.exists():
+        rows = []
+        for t in range(int(seconds) + 1):
+            for box in person_boxes_norm(float(t)):
+                rows.append({"video_id": name, "timestamp": float(t), "x1": box[0], "y1": box[1], "x2": box[2],
+                             "y2": box[3], "score": 0.99})
+        write_proposals_csv(boxes, pd.DataFrame(rows))
+    return video, boxes
+
+
+def make_toy_checkpoint(workdir: Path) -> Path:
+    path = workdir / "toy_model.pt"
+    if not path.exists():
+        cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml")
+        cfg.model.num_classes = NUM_CLASSES
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        label_map = {i + 1: f"action_{i + 1}" for i in range(NUM_CLASSES)}
+        save_sfdet_checkpoint(path, model, label_map, config=to_dict(cfg))
+    return path
+
+
+def run_predict(video: Path, boxes: Path, weights: str, args) -> dict:
+    out = video.parent / "out"
+    command = [sys.executable, "-m", "sfdet", "predict", str(video), "--weights", weights, "--out", str(out),
+               "--device", args.device, "--batch-size", str(args.batch_size), "--no-progress"]
+    if args.detector:
+        detector_weights = video.parent / f"{args.detector}_random.pth"
+        if not detector_weights.exists():
+            import torchvision
+
+            torch.manual_seed(0)
+            model = torchvision.models.get_model(args.detector, weights=None, weights_backbone=None)
+            torch.save(model.state_dict(), detector_weights)
+        command += ["--detector", args.detector, "--detector-weights", str(detector_weights),
+                    "--detector-threshold", "0.0"]
+    else:
+        command += ["--boxes", str(boxes)]
+    if args.render:
+        command.append("--render")
+    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"sfdet predict failed on {video}")
+    end = json.loads((out / f"{video.stem}.jsonl").read_text().splitlines()[-1])
+    return {"peak_rss_mb": usage.ru_maxrss / 1024, "keyframes": end["keyframes"], "frames": end["frames_decoded"],
+            **end["seconds"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10 s and 100 s videos instead of 1 and 10 minutes")
+    parser.add_argument("--workdir", default="bench_predict_work", help="videos and outputs (reused between runs)")
+    parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--weights", default=None, help="action model (default: the toy SlowFast, random init)")
+    parser.add_argument("--detector", default=None, help="torchvision detector name (random weights) instead of boxes")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--render", action="store_true", help="also render the mp4 (the write stage)")
+    args = parser.parse_args()
+
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lengths = [10.0, 100.0] if args.quick else [60.0, 600.0]
+    weights = args.weights or str(make_toy_checkpoint(workdir))
+    results = []
+    for seconds in lengths:
+        video, boxes = make_video(workdir, f"synthetic_{int(seconds)}s_{int(args.fps)}fps", seconds, args.fps)
+        print(f"predicting {video}...", flush=True)
+        results.append((seconds, run_predict(video, boxes, weights, args)))
+
+    print()
+    print(f"| video ({WIDTH}x{HEIGHT}, {args.fps:g} fps) | frames | keyframes | peak RSS (MB) | decode (s) | "
+          "detect (s) | action (s) | write (s) | total (s) | keyframes/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for seconds, r in results:
+        print(f"| {seconds:g} s | {r['frames']} | {r['keyframes']} | {r['peak_rss_mb']:.0f} | {r['decode']:.1f} | "
+              f"{r['detect']:.1f} | {r['action']:.1f} | {r['write']:.1f} | {r['total']:.1f} | "
+              f"{r['keyframes'] / r['total']:.2f} |")
+    short, long = results[0][1]["peak_rss_mb"], results[-1][1]["peak_rss_mb"]
+    growth = (long - short) / short
+    print(f"\npeak RSS: {short:.0f} MB ({lengths[0]:g} s) vs {long:.0f} MB ({lengths[-1]:g} s): {growth:+.1%} "
+          f"({'OK' if abs(growth) < 0.15 else 'FAIL'}: must be within 15%)")
+    if abs(growth) >= 0.15:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()
