@@ -139,7 +139,7 @@ def test_outputs_json_tracks_and_rendered_video(toy, tmp_path):
 
 def test_resume_skips_complete_videos_and_redoes_unfinished(toy, tmp_path, capsys):
     out = tmp_path / "out"
-    args = (toy["video"], "--weights", toy["checkpoint"], "--boxes", toy["boxes"], "--out", out)
+    args = (toy["video"], "--weights", toy["checkpoint"], "--boxes", toy["boxes"], "--out", out, "--timestamps", "1,2")
     assert _predict(*args) == 0
     paths = OutputPaths.for_video(out, "toy_val_000", render=False)
     assert paths.is_complete()
@@ -277,12 +277,23 @@ def test_each_rank_predicts_only_its_share(toy, tmp_path):
 
     videos = tmp_path / "videos"
     videos.mkdir()
-    for name in ("a", "b", "toy_val_000"):
+    for name in ("a", "toy_val_000", "z"):
         (videos / f"{name}.mp4").write_bytes(toy["video"].read_bytes())
     predictor = load_action_predictor(str(toy["checkpoint"]), torch.device("cpu"), precision="bf16")
     detector = build_detector(None, boxes_path=str(toy["boxes"]))
     options = PredictOptions(timestamps=[1.0, 2.0], progress=False)
     results = predict_videos([videos], predictor, detector, options, out_dir=tmp_path / "out", rank=1, world_size=2)
-    assert [r.video.name for r in results] == ["b.mp4"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.csv", "b.jsonl", "b.tracks.csv"]
+    assert [r.video.name for r in results] == ["toy_val_000.mp4"]  # rank 0 takes a.mp4 and z.mp4
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "toy_val_000.csv", "toy_val_000.jsonl", "toy_val_000.tracks.csv"]
     assert results[0].keyframes == 2 and results[0].error is None
+    # bf16 autocast on CPU: the same rows as fp32, scores close.
+    fp32_predictor = load_action_predictor(str(toy["checkpoint"]), torch.device("cpu"), precision="fp32")
+    predict_videos([videos / "toy_val_000.mp4"], fp32_predictor, detector, options, out_dir=tmp_path / "fp32")
+    bf16 = read_predictions_csv(tmp_path / "out" / "toy_val_000.csv")
+    fp32 = read_predictions_csv(tmp_path / "fp32" / "toy_val_000.csv")
+    assert len(bf16) == len(fp32) > 0
+    keys = ["timestamp", "x1", "y1", "x2", "y2", "action_id"]
+    merged = bf16.merge(fp32, on=keys, suffixes=("_bf16", "_fp32"))
+    assert len(merged) == len(fp32)
+    np.testing.assert_allclose(merged["score_bf16"], merged["score_fp32"], atol=0.05)

@@ -153,7 +153,10 @@ class AvaDataset(Dataset):
 
     def _source(self, video_id: str):
         """The open pixel source of a video, kept in a small per-process LRU."""
-        if self._pid != os.getpid():  # forked into a worker: the parent's open files are not ours to use
+        if self._pid != os.getpid():
+            # Forked into a worker: the parent's open videos are not ours to read, nor to close
+            # (closing a decoder whose threads stayed in the parent hangs), so keep them untouched.
+            self._inherited_sources = self._sources
             self._sources, self._pid = collections.OrderedDict(), os.getpid()
         source = self._sources.pop(video_id, None)
         if source is None:
@@ -172,6 +175,7 @@ class AvaDataset(Dataset):
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_sources"] = collections.OrderedDict()  # open files never travel to another process
+        state.pop("_inherited_sources", None)
         return state
 
 
