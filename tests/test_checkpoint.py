@@ -119,7 +119,7 @@ def _write_caffe2(path, model, cfg, extra_dims_for=None):
         pickle.dump({"blobs": blobs}, f, protocol=2)
 
 
-def _write_pyslowfast(path, model, cfg, cfg_field=None):
+def _write_pyslowfast(path, model, cfg, cfg_field=None, legacy=False):
     state = model.state_dict()
     model_state = {}
     for _, psf, sfdet in _published_names(cfg):
@@ -131,7 +131,7 @@ def _write_pyslowfast(path, model, cfg, cfg_field=None):
                                     "NONLOCAL": {"INSTANTIATION": "dot_product"},
                                     "DATA": {"NUM_FRAMES": 8, "SAMPLING_RATE": 2}})
     torch.save({"epoch": 7, "model_state": model_state, "optimizer_state": {"state": {}, "param_groups": []},
-                "cfg": cfg_field}, path)
+                "cfg": cfg_field}, path, _use_new_zipfile_serialization=not legacy)
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +187,9 @@ def test_pyslowfast_cfg_hints_override_defaults(tmp_path, small):
     assert (info.model_config.alpha, info.model_config.roi_aligned) == (2, True)
 
 
-def test_pickled_yacs_cfg_is_read_without_running_code(tmp_path, small, monkeypatch):
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-torch-layout"])
+def test_pickled_yacs_cfg_is_read_without_running_code(tmp_path, small, monkeypatch, legacy):
+    """Older PySlowFast files may pickle the yacs CfgNode itself, and predate torch's zip layout."""
     cfg, model, expected = small
 
     class CfgNode(dict):  # stands in for yacs.config.CfgNode
@@ -201,7 +203,7 @@ def test_pickled_yacs_cfg_is_read_without_running_code(tmp_path, small, monkeypa
     monkeypatch.setitem(sys.modules, "yacs", yacs)
     monkeypatch.setitem(sys.modules, "yacs.config", yacs_config)
     path = tmp_path / "with_yacs.pyth"
-    _write_pyslowfast(path, model, cfg, cfg_field=CfgNode({"SLOWFAST": CfgNode({"ALPHA": 4})}))
+    _write_pyslowfast(path, model, cfg, cfg_field=CfgNode({"SLOWFAST": CfgNode({"ALPHA": 4})}), legacy=legacy)
     monkeypatch.delitem(sys.modules, "yacs")
     monkeypatch.delitem(sys.modules, "yacs.config")
 

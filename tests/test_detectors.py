@@ -53,7 +53,8 @@ def random_torchvision_detector():
     torch.manual_seed(0)
     # The default architecture, random weights, nothing downloaded; small input size keeps it fast.
     return TorchvisionDetector(
-        "fasterrcnn_resnet50_fpn_v2", weights=None, score_threshold=0.0, min_size=96, max_size=160, box_score_thresh=0.0
+        "fasterrcnn_resnet50_fpn_v2", weights=None, score_threshold=0.0, min_size=96, max_size=160,
+        box_score_thresh=0.0, rpn_pre_nms_top_n_test=100, rpn_post_nms_top_n_test=50, box_detections_per_img=50,
     )
 
 
@@ -78,7 +79,8 @@ def test_torchvision_detector_output_goes_through_the_guard(random_torchvision_d
     detector = random_torchvision_detector
 
     def broken_model(images):
-        return [{"boxes": torch.tensor([[10.0, 10.0, 5.0, 50.0]]), "labels": torch.tensor([detector.person_label]), "scores": torch.tensor([0.99])}]
+        inverted = torch.tensor([[10.0, 10.0, 5.0, 50.0]])  # x1 > x2
+        return [{"boxes": inverted, "labels": torch.tensor([detector.person_label]), "scores": torch.tensor([0.99])}]
 
     monkeypatch.setattr(detector, "model", broken_model)
     with pytest.raises(SfdetError, match=r"person detector 'torchvision:fasterrcnn_resnet50_fpn_v2'.*x1 >= x2"):
@@ -92,7 +94,8 @@ def test_torchvision_detector_weights_from_a_local_file(tmp_path):
     path = tmp_path / "detector.pth"
     torch.save(source.model.state_dict(), path)
     torch.manual_seed(2)
-    loaded = TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", weights=str(path), score_threshold=0.0, **kwargs)
+    loaded = TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", weights=str(path), score_threshold=0.0,
+                                 **kwargs)
     frame = np.random.default_rng(1).integers(0, 255, size=(80, 96, 3), dtype=np.uint8)
     for a, b in zip(source(frame), loaded(frame)):
         np.testing.assert_array_equal(a, b)
@@ -115,9 +118,14 @@ def test_unknown_detector_names():
 
 def test_detectron2_backend_when_installed():
     pytest.importorskip("detectron2")
-    detector = build_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml", weights=None)
-    boxes, scores = detector(FRAME)
-    assert boxes.shape[1] == 4 and len(scores) == len(boxes)
+    torch.manual_seed(0)
+    detector = build_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml", weights=None,
+                              score_threshold=0.0)  # random init: nothing downloaded
+    frame = np.random.default_rng(0).integers(0, 255, size=(120, 200, 3), dtype=np.uint8)
+    boxes, scores = detector(frame, "v", 1.0)
+    assert boxes.shape == (len(scores), 4)
+    assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
+    assert (boxes[:, [0, 2]] <= 200).all() and (boxes[:, [1, 3]] <= 120).all()
 
 
 def test_detectron2_backend_missing_is_a_clear_error():

@@ -97,7 +97,7 @@ def test_bad_files_are_one_clear_data_error(tmp_path, video):
 
 @pytest.fixture(scope="module")
 def noisy_video(tmp_path_factory):
-    """Noise frames (big packets) with the index at the front of the file, so cutting or damaging it keeps it openable."""
+    """Noise frames (big packets), the index at the front of the file: cut or damaged, it still opens."""
     rng = np.random.default_rng(0)
     frames = [rng.integers(0, 255, (48, 64, 3), dtype=np.uint8) for _ in range(40)]
     path = tmp_path_factory.mktemp("noisy") / "noisy.mp4"

@@ -27,7 +27,7 @@ def test_every_entry_builds_with_its_label_map(name):
                                  "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/ava/"))
     labels = entry.label_map()
     assert len(labels) == 80 and labels[1] == "bend/bow (at the waist)" and labels[80] == "watch (a person)"
-    with torch.device("meta"):  # the architecture, without allocating R101 weights
+    with torch.device("meta"):  # the constructor and init code, without allocating 60M R101 weights
         model = build_model(entry.build_config())
     assert model.head.proj.out_features == len(labels)
     if name == "slowfast_r50_detection":  # PyTorchVideo's published parameter count
@@ -158,3 +158,9 @@ def test_info_of_a_registered_model_needs_no_download(hub, capsys):
     assert "downloads to " + str(hub.cached.parent / "SLOW_4x16_R50_DETECTION.pyth") in out
     assert "input        4 frames at stride 16 (64 raw frames, 2.1 s at 30 fps)" in out
     assert "labels       80 classes" in out
+
+    # The issue quotes 242 GFLOPs for SlowFast R50 at 32x256x320: 121.1 G multiply-adds = 242.2 G operations.
+    assert cli.main(["info", "slowfast_r50_detection"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters   33,828,888" in out
+    assert "GFLOPs       121.1 (multiply-adds, as PySlowFast/fvcore) for a 32x256x320 clip and one box" in out

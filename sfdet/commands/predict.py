@@ -32,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: from an sfdet checkpoint, or the registry)")
     models.add_argument("--label-map", default=None, help="label map .pbtxt (default: the checkpoint's)")
     models.add_argument("--detector", default=None,
-                        help="person detector: a torchvision detection model name (default fasterrcnn_resnet50_fpn_v2), "
-                             "torchvision:NAME or detectron2:CONFIG")
+                        help="person detector: a torchvision detection model name "
+                             "(default fasterrcnn_resnet50_fpn_v2), torchvision:NAME or detectron2:CONFIG")
     models.add_argument("--detector-weights", default="DEFAULT",
                         help="detector weights file (default: the torchvision COCO weights from the torch hub cache)")
     models.add_argument("--detector-threshold", type=float, default=0.8, help="keep person boxes scoring >= this")

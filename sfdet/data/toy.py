@@ -670,7 +670,7 @@ def _prepare_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise DataError(f"{out_dir} exists and is not a directory; choose another OUT_DIR")
     if out_dir.is_dir() and any(out_dir.iterdir()):
         if not overwrite:
-            raise DataError(f"{out_dir} is not empty; pass --overwrite (overwrite=True) to replace the toy dataset in it")
+            raise DataError(f"{out_dir} is not empty; pass --overwrite to replace the toy dataset in it")
         for name in OUTPUT_ENTRIES:  # only what this generator writes: never a user's other files
             path = out_dir / name
             if path.is_dir():

@@ -39,8 +39,10 @@ from sfdet.config import from_dict, to_dict
 from sfdet.errors import CheckpointError, ConfigError
 from sfdet.models import registry
 from sfdet.models.config import STAGE_DEPTHS, ModelConfig
+from sfdet.models.detector import build_model
 from sfdet.models.inflate import inflate_resnet2d, is_torchvision_resnet_state, torchvision_depth
 from sfdet.models.pyslowfast_keys import caffe2_to_sfdet, is_pyslowfast_state, pyslowfast_to_sfdet
+from sfdet.models.pytorchvideo_keys import is_pytorchvideo_state, pytorchvideo_to_sfdet
 
 FORMATS = ("sfdet", "pytorchvideo", "pyslowfast", "caffe2", "torchvision")
 SFDET_FORMAT_VERSION = 1
@@ -191,7 +193,7 @@ def read_checkpoint_file(path: str | Path) -> Any:
                 raise CheckpointError(f"{path}: truncated file (an interrupted download or copy?)") from None
             raise CheckpointError(f"{path}: not a checkpoint (neither a PyTorch file nor a pickle: "
                                   f"{_first_line(exc)})") from None
-    if obj == _LEGACY_TORCH_MAGIC:  # torch.save(..., _use_new_zipfile_serialization=False)
+    if isinstance(obj, int) and obj == _LEGACY_TORCH_MAGIC:  # torch.save(..., _use_new_zipfile_serialization=False)
         return _torch_load(path)
     return _plain(obj)
 
@@ -212,12 +214,6 @@ def _state_dict_of(obj: Any) -> dict | None:
     return None
 
 
-def _pytorchvideo_keys():
-    from sfdet.models import pytorchvideo_keys
-
-    return pytorchvideo_keys
-
-
 def detect_format(obj: Any, source: str) -> str:
     """Which of FORMATS `obj` (a loaded checkpoint) is; CheckpointError if none."""
     if isinstance(obj, dict) and obj.get("format") == "sfdet":
@@ -229,7 +225,7 @@ def detect_format(obj: Any, source: str) -> str:
         what = f"top-level keys: {', '.join(map(str, list(obj)[:_SHOWN]))}" if isinstance(obj, dict) and obj \
             else f"a {type(obj).__name__}"
         raise CheckpointError(f"{source}: not a model checkpoint (no state dict found; {what})")
-    if _pytorchvideo_keys().is_pytorchvideo_state(state):
+    if is_pytorchvideo_state(state):
         return "pytorchvideo"
     if is_pyslowfast_state(state):
         return "pyslowfast"
@@ -312,7 +308,7 @@ def to_sfdet_state(obj: Any, fmt: str, source: str) -> tuple[dict, list[str], di
         return converted, unknown, {**_PYSLOWFAST_NONLOCAL, **fields}, inputs
     if fmt == "pytorchvideo":
         # Unknown keys are kept under their own names, so they show up as unexpected.
-        return _pytorchvideo_keys().pytorchvideo_to_sfdet(state), [], {}, {}
+        return pytorchvideo_to_sfdet(state), [], {}, {}
     raise CheckpointError(f"{source}: cannot convert format '{fmt}' here")
 
 
@@ -505,8 +501,6 @@ def _resolve(path_or_name: str | Path, download_progress: bool) -> tuple[Path, r
 
 def _inflate_2d(obj: Any, cfg: ModelConfig | dict | None, source: str):
     """torchvision 2D ResNet -> (model, cfg, fitting, missing, unexpected, mis-shaped); SlowFast of its depth by default."""
-    from sfdet.models.detector import build_model
-
     state_2d = _state_dict_of(obj)
     if not state_2d:
         raise CheckpointError(f"{source}: no state dict found for format 'torchvision'")
@@ -538,8 +532,6 @@ def load_checkpoint(
     the Slow pathway only: the other tensors keep their initialisation and are
     listed in `info.missing` without failing the strict check.
     """
-    from sfdet.models.detector import build_model
-
     if format not in ("auto",) + FORMATS:
         raise CheckpointError(f"unknown checkpoint format '{format}'; expected auto or one of {', '.join(FORMATS)}")
     path, entry = _resolve(path_or_name, progress)

@@ -46,7 +46,9 @@ def check_boxes(
     if boxes.size == 0:
         boxes = boxes.reshape(0, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise SfdetError(f"person detector '{detector_name}' returned boxes of shape {tuple(boxes.shape)}{at}; expected (N, 4)")
+        raise SfdetError(
+            f"person detector '{detector_name}' returned boxes of shape {tuple(boxes.shape)}{at}; expected (N, 4)"
+        )
     if len(scores) != len(boxes):
         raise SfdetError(f"person detector '{detector_name}' returned {len(boxes)} boxes but {len(scores)} scores{at}")
     if not (np.isfinite(boxes).all() and np.isfinite(scores).all()):
@@ -217,7 +219,7 @@ class Detectron2Detector(PersonDetector):
     def __init__(
         self,
         config_name: str,
-        weights: str | None = None,
+        weights: str | None = "DEFAULT",
         score_threshold: float = DEFAULT_SCORE_THRESHOLD,
         device: str | torch.device = "cpu",
         person_label: int = 0,
@@ -228,12 +230,16 @@ class Detectron2Detector(PersonDetector):
             from detectron2.engine import DefaultPredictor
         except ImportError:
             raise ConfigError(
-                "the detectron2 detector needs detectron2 (see https://detectron2.readthedocs.io/en/latest/tutorials/install.html)"
+                "the detectron2 detector needs detectron2; install it "
+                "(https://detectron2.readthedocs.io/en/latest/tutorials/install.html) or use a torchvision detector"
             ) from None
         cfg = get_cfg()
         config_file = config_name if Path(config_name).is_file() else model_zoo.get_config_file(config_name)
         cfg.merge_from_file(config_file)
-        cfg.MODEL.WEIGHTS = weights or model_zoo.get_checkpoint_url(config_name)
+        if weights == "DEFAULT":  # the model zoo's COCO weights
+            cfg.MODEL.WEIGHTS = model_zoo.get_checkpoint_url(config_name)
+        else:  # a local file, or None: random init
+            cfg.MODEL.WEIGHTS = weights or ""
         cfg.MODEL.DEVICE = str(torch.device(device))
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = score_threshold
         self.name = f"detectron2:{config_name}"
@@ -321,6 +327,7 @@ def build_detector(
     if backend == "torchvision":
         return TorchvisionDetector(name, weights=weights, score_threshold=score_threshold, device=device)
     if backend == "detectron2":
-        d2_weights = None if weights == "DEFAULT" else weights
-        return Detectron2Detector(name, weights=d2_weights, score_threshold=score_threshold, device=device)
-    raise ConfigError(f"unknown detector '{spec}'; use a torchvision model name, 'torchvision:NAME' or 'detectron2:CONFIG'")
+        return Detectron2Detector(name, weights=weights, score_threshold=score_threshold, device=device)
+    raise ConfigError(
+        f"unknown detector '{spec}'; use a torchvision model name, 'torchvision:NAME' or 'detectron2:CONFIG'"
+    )

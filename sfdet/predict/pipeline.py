@@ -38,7 +38,7 @@ from sfdet.errors import SfdetError
 from sfdet.predict.actions import ActionPredictor
 from sfdet.predict.detectors import PersonDetector
 from sfdet.predict.render import Overlay, VideoRenderer
-from sfdet.predict.stream import FrameRing, FrameStream, every, open_video
+from sfdet.predict.stream import FrameRing, FrameStream, every
 from sfdet.predict.tracking import IouTracker
 from sfdet.predict.writers import KeyframePrediction, OutputPaths, PersonPrediction, PredictionWriter
 
@@ -94,16 +94,17 @@ class VideoResult:
 class _Keyframe:
     """A keyframe between detection and scoring."""
 
-    timestamp: float
-    centre: int
-    boxes_xyxy_abs: np.ndarray  # (N, 4) in full-resolution pixels
+    time: float  # video time (s)
+    timestamp: float  # as written in the outputs (video time + time offset, or the given timestamp)
+    centre: int  # index of its centre frame
+    boxes_norm: np.ndarray  # (N, 4) float32
     detector_scores: np.ndarray  # (N,)
     track_ids: np.ndarray  # (N,)
-    model_boxes: torch.Tensor  # (N, 4) in the model's input pixels
+    model_boxes: torch.Tensor  # (N, 4) boxes_xyxy_abs in the model's input pixels
     clip: torch.Tensor | None = None  # (3, T, H', W') once its window is complete
 
 
-def _keyframe_times(options: PredictOptions, time_offset: float) -> tuple[list[float] | Iterable[float], dict]:
+def _keyframe_times(options: PredictOptions, time_offset: float) -> tuple[Sequence[float] | Iterable[float], dict]:
     """Video times of the keyframes, and video time -> the timestamp written in the outputs."""
     if options.timestamps is not None:
         timestamps = sorted(set(float(t) for t in options.timestamps))
@@ -115,137 +116,158 @@ def _keyframe_times(options: PredictOptions, time_offset: float) -> tuple[list[f
     return every(1.0 / options.keyframe_rate), {}
 
 
-def predict_video(
-    video: Path,
-    predictor: ActionPredictor,
-    detector: PersonDetector,
-    paths: OutputPaths,
-    options: PredictOptions,
-) -> VideoResult:
-    """Predict one video into `paths`; raises SfdetError for a file that cannot be read at all."""
-    started = time.perf_counter()
-    result = VideoResult(video)
-    video_id = video.stem
-    info = open_video(video)  # missing, not a video, audio-only: DataError before any output exists
-    time_offset = predictor.cfg.time_offset if options.time_offset is None else options.time_offset
-    video_times, timestamp_of = _keyframe_times(options, time_offset)
+class _VideoRun:
+    """The state of one video's prediction (see the module docstring for the steps)."""
 
-    def timestamp(t: float) -> float:
-        return timestamp_of.get(t, round(t + time_offset, 6))
+    def __init__(self, video: Path, predictor: ActionPredictor, detector: PersonDetector, paths: OutputPaths,
+                 options: PredictOptions):
+        self.video, self.video_id = video, video.stem
+        self.predictor, self.detector, self.options = predictor, detector, options
+        self.time_offset = predictor.cfg.time_offset if options.time_offset is None else options.time_offset
+        times, self._timestamp_of = _keyframe_times(options, self.time_offset)
+        # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
+        self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames)
+        self.info = self.stream.info
+        self.ring = FrameRing(predictor.window_span)
+        self.tracker = IouTracker(options.track_min_iou, options.track_max_age)
+        self.pending: deque[_Keyframe] = deque()  # detected, window not complete yet
+        self.batch: list[_Keyframe] = []
+        self.result = VideoResult(video)
+        self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold)
+        self.renderer = VideoRenderer(video, paths.video, self.info.fps) if paths.video is not None else None
+        self.paths = paths
 
-    stream = FrameStream(video, video_times, predictor.prepare_frame, options.max_queued_frames)
-    ring = FrameRing(predictor.window_span)
-    tracker = IouTracker(options.track_min_iou, options.track_max_age)
-    offsets, last_offset = predictor.offsets, max(predictor.offsets)
-    times = result.times
-    writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold)
-    renderer = VideoRenderer(video, paths.video, info.fps) if paths.video is not None else None
-    label_names = list(predictor.label_map.values())
-    try:
-        writer.write_header(
-            {
-                "video": str(video),
-                "video_id": video_id,
-                "fps": info.fps,
-                "width": info.width,
-                "height": info.height,
-                "num_frames_header": info.num_frames,
-                "time_offset": time_offset,
-                "model": predictor.describe(),
-                "detector": detector.describe(),
-                "tracker": {"min_iou": options.track_min_iou, "max_age": options.track_max_age},
-                "label_map": {str(k): v for k, v in predictor.label_map.items()},
-            }
-        )
-        pending: deque[_Keyframe] = deque()  # detected, window not complete yet
-        batch: list[_Keyframe] = []
+    def timestamp(self, time_s: float) -> float:
+        return self._timestamp_of.get(time_s, round(time_s + self.time_offset, 6))
 
-        def flush() -> None:
-            if not batch:
-                return
-            tick = time.perf_counter()
-            with_boxes = [k for k in batch if len(k.model_boxes)]
-            scores = predictor.score([k.clip for k in with_boxes], [k.model_boxes for k in with_boxes]) if with_boxes else []
-            scores_of = {id(k): s for k, s in zip(with_boxes, scores)}
-            times.action += time.perf_counter() - tick
-            tick = time.perf_counter()
-            for keyframe in batch:
-                _write_keyframe(keyframe, scores_of.get(id(keyframe)), video_id, timestamp(keyframe.timestamp),
-                                info, writer, renderer, label_names, options.render_threshold)
-                result.keyframes += 1
-            batch.clear()
-            times.write += time.perf_counter() - tick
+    def run(self) -> VideoResult:
+        started = time.perf_counter()
+        try:
+            self._write_header()
+            bar = tqdm(self.stream, total=self.info.num_frames or None, unit="frame", desc=self.video.name,
+                       disable=not self.options.progress, leave=False)
+            last_offset = max(self.predictor.offsets)
+            for item in bar:
+                self.ring.append(item.index, item.prepared)
+                for time_s in item.keyframes:
+                    self._detect(time_s, item.index, item.rgb)
+                while self.pending and self.pending[0].centre + last_offset <= item.index:
+                    self._enqueue(self.pending.popleft(), num_frames=item.index + 1)
+            while self.pending:  # the video ended: the windows repeat its last frame
+                self._enqueue(self.pending.popleft(), num_frames=self.ring.last_index + 1)
+            self._flush()
+            self._finish(started)
+        except SfdetError:
+            if self.writer.keyframes_written == 0:  # nothing predicted: leave no half-empty outputs behind
+                self._close()
+                for path in self.paths.all():
+                    path.unlink(missing_ok=True)
+            raise
+        finally:
+            self._close()
+        return self.result
 
-        def enqueue(keyframe: _Keyframe, num_frames: int) -> None:
-            if len(keyframe.model_boxes):  # a keyframe without persons needs no clip
-                keyframe.clip = predictor.clip(ring.window(keyframe.centre, offsets, num_frames))
-            batch.append(keyframe)
-            if len(batch) >= options.batch_size:
-                flush()
+    def _write_header(self) -> None:
+        info, options = self.info, self.options
+        self.writer.write_header({
+            "video": str(self.video),
+            "video_id": self.video_id,
+            "fps": info.fps,
+            "width": info.width,
+            "height": info.height,
+            "num_frames_header": info.num_frames,
+            "time_offset": self.time_offset,
+            "model": self.predictor.describe(),
+            "detector": self.detector.describe(),
+            "tracker": {"min_iou": options.track_min_iou, "max_age": options.track_max_age},
+            "label_map": {str(k): v for k, v in self.predictor.label_map.items()},
+        })
 
-        total = info.num_frames or None
-        for item in tqdm(stream, total=total, unit="frame", desc=video.name, disable=not options.progress, leave=False):
-            ring.append(item.index, item.prepared)
-            for t in item.keyframes:
-                tick = time.perf_counter()
-                boxes, scores = detector(item.rgb, video_id, timestamp(t))
-                track_ids = tracker.update(boxes)
-                model_boxes = predictor.model_boxes(item.rgb, boxes)
-                pending.append(_Keyframe(t, item.index, boxes, scores, track_ids, model_boxes))
-                times.detect += time.perf_counter() - tick
-            while pending and pending[0].centre + last_offset <= item.index:
-                enqueue(pending.popleft(), num_frames=item.index + 1)
-        while pending:  # the video ended: the windows repeat its last frame
-            enqueue(pending.popleft(), num_frames=ring.last_index + 1)
-        flush()
+    def _detect(self, time_s: float, centre: int, frame_rgb: np.ndarray) -> None:
+        """Persons of a keyframe, on its full-resolution centre frame."""
+        tick = time.perf_counter()
+        timestamp = self.timestamp(time_s)
+        boxes_xyxy_abs, scores = self.detector(frame_rgb, self.video_id, timestamp)
+        height, width = frame_rgb.shape[:2]
+        boxes_norm = boxes_xyxy_abs / np.array([width, height, width, height], dtype=np.float32)
+        track_ids = self.tracker.update(boxes_xyxy_abs)
+        model_boxes = self.predictor.model_boxes(frame_rgb, boxes_xyxy_abs)
+        self.pending.append(_Keyframe(time_s, timestamp, centre, boxes_norm, scores, track_ids, model_boxes))
+        self.result.times.detect += time.perf_counter() - tick
+
+    def _enqueue(self, keyframe: _Keyframe, num_frames: int) -> None:
+        """Its window is complete: cut the clip out of the ring (persons only) and batch it."""
+        if len(keyframe.model_boxes):
+            keyframe.clip = self.predictor.clip(self.ring.window(keyframe.centre, self.predictor.offsets, num_frames))
+        self.batch.append(keyframe)
+        if len(self.batch) >= self.options.batch_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Score the batch, then write (and render) its keyframes in order."""
+        times = self.result.times
+        tick = time.perf_counter()
+        with_persons = [k for k in self.batch if len(k.model_boxes)]
+        scores = self.predictor.score([k.clip for k in with_persons], [k.model_boxes for k in with_persons]) \
+            if with_persons else []
+        scores_of = {id(k): s for k, s in zip(with_persons, scores)}
+        times.action += time.perf_counter() - tick
+        tick = time.perf_counter()
+        for keyframe in self.batch:
+            self._write(keyframe, scores_of.get(id(keyframe)))
+        self.batch.clear()
+        times.write += time.perf_counter() - tick
+
+    def _write(self, keyframe: _Keyframe, scores: np.ndarray | None) -> None:
+        persons = [
+            PersonPrediction(keyframe.boxes_norm[i], float(keyframe.detector_scores[i]), int(keyframe.track_ids[i]),
+                             scores[i])
+            for i in range(len(keyframe.boxes_norm))
+        ]
+        self.writer.write_keyframe(KeyframePrediction(self.video_id, keyframe.timestamp, keyframe.centre, persons))
+        self.result.keyframes += 1
+        if self.renderer is not None:
+            names = list(self.predictor.label_map.values())
+            threshold = self.options.render_threshold
+            labels = []
+            for person in persons:
+                top = np.argsort(-person.action_scores, kind="stable")[:3]
+                labels.append([f"{names[i]} {person.action_scores[i]:.2f}" for i in top
+                               if person.action_scores[i] >= threshold])
+            self.renderer.show(keyframe.centre, Overlay(keyframe.boxes_norm, keyframe.track_ids, labels))
+
+    def _finish(self, started: float) -> None:
+        result, stream, times = self.result, self.stream, self.result.times
         result.frames = stream.report.frames
         times.decode = stream.decode_seconds
-        result.warnings = stream.report.warnings(video)
-        if stream.dropped_keyframes and options.timestamps is not None:
-            dropped = ", ".join(f"{timestamp(t):g}" for t in stream.dropped_keyframes[:5])
-            result.warnings.append(f"{video}: {len(stream.dropped_keyframes)} keyframe(s) after the end of the video skipped ({dropped})")
-        if renderer is not None:
+        result.warnings = stream.report.warnings(self.video)
+        if stream.dropped_keyframes and self.options.timestamps is not None:
+            dropped = ", ".join(f"{self.timestamp(t):g}" for t in stream.dropped_keyframes[:5])
+            result.warnings.append(f"{self.video}: {len(stream.dropped_keyframes)} keyframe(s) after the end of "
+                                   f"the video skipped ({dropped})")
+        if self.renderer is not None:
             tick = time.perf_counter()
-            renderer.finish()
+            self.renderer.finish()
             times.write += time.perf_counter() - tick
         times.total = time.perf_counter() - started
-        writer.write_end(
-            {
-                "frames_decoded": result.frames,
-                "frames_rendered": renderer.frames_written if renderer is not None else None,
-                "warnings": result.warnings,
-                "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
-            }
-        )
-    except SfdetError:
-        if writer.keyframes_written == 0:  # nothing predicted: leave no half-empty outputs behind
-            writer.close()
-            for path in paths.all():
-                path.unlink(missing_ok=True)
-        raise
-    finally:
-        stream.close()
-        writer.close()
-        if renderer is not None:
-            renderer.close()
-    return result
+        self.writer.write_end({
+            "frames_decoded": result.frames,
+            "frames_rendered": self.renderer.frames_written if self.renderer is not None else None,
+            "warnings": result.warnings,
+            "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
+        })
+
+    def _close(self) -> None:
+        self.stream.close()
+        self.writer.close()
+        if self.renderer is not None:
+            self.renderer.close()
 
 
-def _write_keyframe(keyframe, scores, video_id, timestamp, info, writer, renderer, label_names, render_threshold):
-    scale = np.array([info.width, info.height, info.width, info.height], dtype=np.float32)
-    boxes_norm = np.asarray(keyframe.boxes_xyxy_abs, dtype=np.float32) / scale
-    persons = [
-        PersonPrediction(boxes_norm[i], float(keyframe.detector_scores[i]), int(keyframe.track_ids[i]), scores[i])
-        for i in range(len(boxes_norm))
-    ]
-    writer.write_keyframe(KeyframePrediction(video_id, timestamp, keyframe.centre, persons))
-    if renderer is not None:
-        labels = []
-        for person in persons:
-            order = np.argsort(-person.action_scores, kind="stable")[:3]
-            labels.append([f"{label_names[i]} {person.action_scores[i]:.2f}" for i in order
-                           if person.action_scores[i] >= render_threshold])
-        renderer.show(keyframe.centre, Overlay(boxes_norm, keyframe.track_ids, labels))
+def predict_video(video: Path, predictor: ActionPredictor, detector: PersonDetector, paths: OutputPaths,
+                  options: PredictOptions) -> VideoResult:
+    """Predict one video into `paths`; raises SfdetError for a file that cannot be read at all."""
+    return _VideoRun(Path(video), predictor, detector, paths, options).run()
 
 
 # --------------------------------------------------------------------------

@@ -216,7 +216,9 @@ class FrameStream:
                 held_rgb = frame.rgb
                 self.decode_seconds += time.perf_counter() - tick
             if held is None:
-                raise DataError(f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it")
+                raise DataError(
+                    f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it"
+                )
             for t in matcher.remaining():
                 if t <= held.time + END_TOLERANCE_FRAMES * last_period:
                     held.keyframes.append(t)
@@ -275,7 +277,9 @@ class FrameRing:
         first = self._frames[0][0]
         indices = clamped_indices(centre, offsets, num_frames)
         if min(indices) < first or max(indices) > self.last_index:
-            raise RuntimeError(f"frames {min(indices)}..{max(indices)} are not all in the ring ({first}..{self.last_index})")
+            raise RuntimeError(
+                f"frames {min(indices)}..{max(indices)} are not all in the ring ({first}..{self.last_index})"
+            )
         return [self._frames[i - first][1] for i in indices]
 
 
