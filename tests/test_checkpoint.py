@@ -72,7 +72,8 @@ def _published_names(cfg: ModelConfig):
             for blob, tensor in (("w", "weight"), ("b", "bias")):
                 yield (f"nonlocal_conv4_{i}_{part}_{blob}", f"s4.pathway0_nonlocal{i}.conv_{part}.{tensor}",
                        f"backbone.res4.slow.nonlocal_blocks.{i}.{part}.{tensor}")
-        yield from bn(f"nonlocal_conv4_{i}_bn", f"s4.pathway0_nonlocal{i}.bn", f"backbone.res4.slow.nonlocal_blocks.{i}.bn")
+        yield from bn(f"nonlocal_conv4_{i}_bn", f"s4.pathway0_nonlocal{i}.bn",
+                      f"backbone.res4.slow.nonlocal_blocks.{i}.bn")
     yield "pred_w", "head.projection.weight", "head.proj.weight"
     yield "pred_b", "head.projection.bias", "head.proj.bias"
 
@@ -243,6 +244,11 @@ def test_sfdet_round_trip_via_convert(tmp_path, small, capsys):
     loaded, info = load_checkpoint(out)
     assert info.format == "sfdet" and info.model_config == cfg
     assert info.label_map == {i: f"action {i}" for i in range(1, 6)}
+
+    pyslowfast, out2 = tmp_path / "model.pyth", tmp_path / "model2_sfdet.pyth"  # input hints travel along
+    _write_pyslowfast(pyslowfast, model, cfg)
+    assert cli.main(["convert", str(pyslowfast), str(out2)]) == 0
+    assert load_checkpoint(out2)[1].input_hints == {"num_frames": 8, "sampling_rate": 2}
     torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
 
 

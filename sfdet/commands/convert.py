@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         label_note = f" (assumed: {registry.AVA_80_CLASSES})"
 
     origin = info.registry_entry.url if info.registry_entry is not None else str(args.input)
-    save_sfdet_checkpoint(out, model, info.label_map, source=f"{info.format}:{origin}")
+    save_sfdet_checkpoint(out, model, info.label_map, source=f"{info.format}:{origin}", input=info.input_hints)
     cfg = info.model_config
     print(f"read    {info.source} ({info.format})")
     print(f"model   {'SlowFast' if cfg.arch == 'slowfast' else 'Slow'} R{cfg.depth}, blocks {cfg.blocks_per_stage}"

@@ -69,16 +69,16 @@ class FrameFolder:
         centre = min(centre_index(t, self.fps), len(paths) - 1)  # nearest existing frame
         indices = clamped_indices(centre, offsets, len(paths))
         images = {i: read_image(paths[i]) for i in set(indices)}
-        return torch.stack([images[i] for i in indices])
+        return torch.from_numpy(np.stack([images[i] for i in indices]))
 
     def close(self) -> None:
         """Nothing stays open; here so both pixel sources can be used alike."""
 
 
-def read_image(path: Path) -> torch.Tensor:
+def read_image(path: Path) -> np.ndarray:
     """JPEG/PNG file -> `(H, W, 3)` uint8 RGB."""
     try:
         with Image.open(path) as image:
-            return torch.from_numpy(np.asarray(image.convert("RGB")).copy())
+            return np.asarray(image.convert("RGB"))
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: cannot read image ({exc}); re-extract it") from None

@@ -30,7 +30,8 @@ from sfdet.data.clip_sampling import check_keyframe_time, clamped_indices
 from sfdet.errors import DataError
 
 # How far before the clip's first frame the first seek goes (seconds); doubled while not enough.
-SEEK_MARGIN_S = 1.0
+# Seeking lands on the keyframe before its target anyway, so a small margin suffices.
+SEEK_MARGIN_S = 0.1
 # Times closer than this count as a tie between two frames (float rounding of timestamps).
 TIE_TOLERANCE_S = 1e-9
 # Rate assumed for seeking when the header has none.
@@ -109,9 +110,6 @@ class VideoReader:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def __del__(self):
-        self.close()
-
     # -- reading -----------------------------------------------------------------------------
 
     def read_clip(self, t: float, offsets: Sequence[int]) -> torch.Tensor:
@@ -124,7 +122,7 @@ class VideoReader:
         check_keyframe_time(t, float("inf"), period, str(self.path))
         before = max(0, -min(offsets))
         after = max(0, max(offsets))
-        back = (before + 1) * period + SEEK_MARGIN_S
+        back = (before + 2) * period + SEEK_MARGIN_S
         while True:
             seek_to = t - back
             window = self._decode_window(t, before, after, seek_to if seek_to > 0 else None)
@@ -137,8 +135,8 @@ class VideoReader:
         if reached_end and centre == len(frames) - 1:
             check_keyframe_time(t, frames[-1][0], period, str(self.path))
         indices = clamped_indices(centre, offsets, len(frames))
-        rgb = {i: torch.from_numpy(frames[i][1].to_ndarray(format="rgb24")) for i in set(indices)}
-        return torch.stack([rgb[i] for i in indices])
+        rgb = {i: frames[i][1].to_ndarray(format="rgb24") for i in set(indices)}
+        return torch.from_numpy(np.stack([rgb[i] for i in indices]))  # numpy: no thread-pool overhead for a copy
 
     def _decode_window(self, t: float, before: int, after: int, seek_to: float | None):
         """Decode from the keyframe before `seek_to` (None: the stream start) up to `after` frames past the centre.
@@ -155,7 +153,7 @@ class VideoReader:
             raise DataError(f"{self.path}: cannot seek ({_reason(exc)}); re-encode or remove it") from None
         history: collections.deque = collections.deque(maxlen=before + 1)  # frames up to the centre
         following: list = []
-        centre_found = False
+        centre_found = reached_end = False
         for frame in self._decoded_frames():
             if frame.pts is None:
                 raise DataError(f"{self.path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
@@ -173,10 +171,12 @@ class VideoReader:
                     following.append((time, frame))
                 centre_found = True
             if centre_found and len(following) >= after:
-                return list(history) + following, len(history) - 1, False
+                break
+        else:
+            reached_end = True
         if not from_start and len(history) < before + 1:
             return None
-        return list(history) + following, len(history) - 1, True
+        return list(history) + following, len(history) - 1, reached_end
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Frames in presentation order from the current position; a damaged tail ends the stream."""

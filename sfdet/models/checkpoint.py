@@ -64,6 +64,7 @@ class CheckpointInfo:
     unexpected: list[str] = field(default_factory=list)  # file tensors with no place in the model
     mismatched: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
     input_hints: dict = field(default_factory=dict)  # num_frames / sampling_rate when the file or registry says
+    # (sfdet checkpoints keep them under "input", written by `sfdet convert`)
 
     @property
     def fits_exactly(self) -> bool:
@@ -301,7 +302,8 @@ def to_sfdet_state(obj: Any, fmt: str, source: str) -> tuple[dict, list[str], di
         hints = (obj.get("model_config") or {}) if obj.get("format") == "sfdet" else {}
         if not isinstance(hints, dict):
             raise CheckpointError(f"{source}: its 'model_config' is not a mapping")
-        return dict(state), [], dict(hints), {}
+        inputs = obj.get("input") if isinstance(obj.get("input"), dict) else {}
+        return dict(state), [], dict(hints), dict(inputs)
     if fmt == "pyslowfast":
         converted, unknown = pyslowfast_to_sfdet(state)
         fields, inputs = _pyslowfast_cfg_hints(obj.get("cfg"))
@@ -500,7 +502,10 @@ def _resolve(path_or_name: str | Path, download_progress: bool) -> tuple[Path, r
 
 
 def _inflate_2d(obj: Any, cfg: ModelConfig | dict | None, source: str):
-    """torchvision 2D ResNet -> (model, cfg, fitting, missing, unexpected, mis-shaped); SlowFast of its depth by default."""
+    """torchvision 2D ResNet -> (model, cfg, fitting, missing, unexpected, mis-shaped).
+
+    Without `cfg` the model is a SlowFast of the 2D network's depth.
+    """
     state_2d = _state_dict_of(obj)
     if not state_2d:
         raise CheckpointError(f"{source}: no state dict found for format 'torchvision'")
@@ -591,20 +596,20 @@ def save_sfdet_checkpoint(path: str | Path, model: torch.nn.Module, label_map: d
 
     `model.cfg` (a ModelConfig) is stored as a plain dict, so `load_checkpoint`
     rebuilds the exact model from the file alone. `extra` keys (e.g. a
-    trainer's epoch) are stored alongside.
+    trainer's epoch, `input` hints) are stored alongside; they cannot replace the keys above.
     """
     path = Path(path)
     cfg = getattr(model, "cfg", None)
     if not isinstance(cfg, ModelConfig):
         raise CheckpointError("the model has no `cfg` ModelConfig: build it with sfdet.models.build_model")
     checkpoint = {
+        **extra,
         "format": "sfdet",
         "version": SFDET_FORMAT_VERSION,
         "model_config": to_dict(cfg),
         "label_map": {int(k): str(v) for k, v in label_map.items()} if label_map else None,
         "model_state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "source": source,
-        **extra,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")

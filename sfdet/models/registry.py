@@ -58,7 +58,9 @@ class PublishedModel:
 
     name: str
     url: str
-    format: str  # "pytorchvideo" | "pyslowfast" | "caffe2" | "auto" (detected from the content)
+    # Expected file format: "pytorchvideo" | "pyslowfast" | "caffe2" | "sfdet" | "auto"
+    # (informative: loading always detects the format from the content).
+    format: str
     model_config: dict
     num_frames: int  # frames of the densest pathway (Fast, or Slow for slow-only)
     sampling_rate: int  # raw-frame stride between those frames

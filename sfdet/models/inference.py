@@ -1,0 +1,151 @@
+"""Inference-time rewrites of an `ActionDetector`: same outputs (to rounding), less time.
+
+    model = optimize_for_inference(model, precision="bf16")   # a new module; `model` is left untouched
+    scores = model([slow, fast], boxes)                       # (K, num_classes) float32 probabilities
+
+What it does, and why each step is kept (`scripts/bench_model.py` measures them):
+  - BN folding: every eval-mode BatchNorm that directly follows a conv becomes
+    that conv's scale and bias, removing one full read + write of each activation.
+  - channels_last_3d: oneDNN's (and cuDNN's) fast 3D convolutions work on
+    channels-last memory; contiguous (B, C, T, H, W) tensors pay reorders around every conv.
+  - low precision ("bf16", "fp16"): the backbone's weights are cast once (no
+    per-call autocast casts); the RoI head stays float32 because boxes in bf16
+    lose whole pixels (bf16 has 8 significant bits). Only worth it on CUDA and
+    on CPUs with AVX512-BF16 / AMX (`fast_low_precision_available`).
+  - `torch.inference_mode` around the forward: no autograd bookkeeping.
+  - `torch.compile` (optional, off by default): compiles slowly and, measured
+    on CPU, barely helps once the above are in place.
+
+The result refuses `train()`: its BNs are gone, so training it would silently
+train a different network. Train the original model instead.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from sfdet.errors import ConfigError
+from sfdet.models.detector import ActionDetector
+from sfdet.models.nonlocal_block import NonLocal
+from sfdet.models.resnet3d import BasicBlock, BottleneckBlock, ProjectionShortcut, Stem
+from sfdet.models.slowfast import Lateral
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# (conv, bn) attribute pairs whose forward is exactly `bn(conv(x))`, per module class.
+_CONV_BN_PAIRS: dict[type, list[tuple[str, str]]] = {
+    Stem: [("conv", "bn")],
+    ProjectionShortcut: [("conv", "bn")],
+    Lateral: [("conv", "bn")],
+    BottleneckBlock: [("conv_a", "bn_a"), ("conv_b", "bn_b"), ("conv_c", "bn_c")],
+    BasicBlock: [("conv_a", "bn_a"), ("conv_b", "bn_b")],
+    NonLocal: [("out", "bn")],
+}
+
+
+def fold_conv_bn(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> nn.Conv3d:
+    """A conv (with bias) computing `bn(conv(x))` of the eval-mode BN, folded in float64."""
+    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)  # (C_out,)
+    bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    folded = nn.Conv3d(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
+                       padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True,
+                       padding_mode=conv.padding_mode, device=conv.weight.device, dtype=conv.weight.dtype)
+    with torch.no_grad():
+        folded.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1, 1))
+        folded.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
+    return folded
+
+
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold, in place, every BN that follows a conv in sfdet's blocks into that conv; returns how many.
+
+    Only valid for inference (BN in eval mode, running statistics). Folded BNs become `nn.Identity`.
+    """
+    folded = 0
+    for module in model.modules():
+        for conv_name, bn_name in _CONV_BN_PAIRS.get(type(module), []):
+            conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d) and bn.track_running_stats:
+                setattr(module, conv_name, fold_conv_bn(conv, bn))
+                setattr(module, bn_name, nn.Identity())
+                folded += 1
+    return folded
+
+
+def fast_low_precision_available(device: torch.device | str = "cpu") -> bool:
+    """Whether bf16 convolutions are fast here: any CUDA GPU, or a CPU with AVX512-BF16 or AMX tiles."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return bool(amx or avx512_bf16)
+
+
+class PreparedBackbone(nn.Module):
+    """Runs a backbone in `dtype` and `memory_format` and hands float32 features to the head.
+
+        inputs  [(B, 3, T_p, H, W)] per pathway, any dtype / layout
+        outputs [(B, C_p, T_p, H/s, W/s)] per pathway, float32
+    """
+
+    def __init__(self, backbone: nn.Module, dtype: torch.dtype, memory_format: torch.memory_format):
+        super().__init__()
+        self.backbone = backbone
+        self.dtype = dtype
+        self.memory_format = memory_format
+
+    def forward(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        inputs = [x.to(dtype=self.dtype, memory_format=self.memory_format) for x in inputs]
+        return [f.float() for f in self.backbone(inputs)]
+
+
+class InferenceDetector(ActionDetector):
+    """An `ActionDetector` rewritten by `optimize_for_inference`: eval only, float32 probabilities out."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, cfg, precision: str):
+        super().__init__(backbone, head, cfg)
+        self.precision = precision
+        super().train(False)
+
+    def train(self, mode: bool = True) -> InferenceDetector:
+        if mode:
+            raise ConfigError("this model was optimised for inference (BatchNorms folded into the convs) and "
+                              "cannot be trained; train the original model from build_model/load_checkpoint")
+        return super().train(False)
+
+    def forward(self, inputs: list[torch.Tensor], boxes: list[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+        # An outer autocast (e.g. a caller's bf16 region) must not pull the head's boxes into bf16.
+        device_type = inputs[0].device.type
+        with torch.inference_mode(), torch.autocast(device_type, enabled=False):
+            return super().forward(inputs, boxes)
+
+
+def optimize_for_inference(model: ActionDetector, precision: str = "fp32", channels_last: bool = True,
+                           fold_bn: bool = True, compile: bool = False) -> InferenceDetector:
+    """A faster copy of `model` for inference on the device it sits on (the original is not modified).
+
+    precision: "fp32" (same outputs to ~1e-5), "bf16" (CUDA, or CPUs with AVX512-BF16/AMX),
+    "fp16" (CUDA only). Raises `ConfigError` for an unknown or unsupported precision.
+    """
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+    device = next(model.parameters()).device
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("precision fp16 needs CUDA; use bf16 or fp32 on CPU")
+    backbone = copy.deepcopy(model.backbone).eval()
+    head = copy.deepcopy(model.head).eval().float()
+    if fold_bn:
+        fold_batch_norms(backbone)
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    backbone = backbone.to(dtype=_DTYPES[precision], memory_format=memory_format)
+    prepared = PreparedBackbone(backbone, _DTYPES[precision], memory_format)
+    if compile:
+        prepared = torch.compile(prepared, dynamic=False)
+    return InferenceDetector(prepared, head, model.cfg, precision)
