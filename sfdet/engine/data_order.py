@@ -13,6 +13,8 @@ workers or interruptions:
   RNGs seeded from `(seed, e, index)` and restored afterwards, so random
   crops/flips depend on nothing but that triple (not on the worker or on
   the main process's RNG, which stays reserved for the model, e.g. dropout).
+  It is also loaded with one torch thread, as loader workers are: resizing
+  with 2 threads can differ from 1 thread in the last bits.
 """
 
 from __future__ import annotations
@@ -83,13 +85,15 @@ class SeededSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]):
         epoch, index = key
         sample_seed = _mix_seed(self.seed, epoch, index)
-        saved = capture_rng_state()
+        saved, threads = capture_rng_state(), torch.get_num_threads()
         random.seed(sample_seed)
         np.random.seed(sample_seed)
         torch.random.default_generator.manual_seed(sample_seed)  # CPU only: leave CUDA's RNG to the model
+        torch.set_num_threads(1)
         try:
             return self.dataset[index]
         finally:
+            torch.set_num_threads(threads)
             restore_rng_state(saved)
 
 

@@ -122,7 +122,8 @@ def load_torchvision_detector_state(model_name: str, weights: str | None):
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # truncated file, not a torch file, ...
-            raise CheckpointError(f"{path}: not a readable torch state dict ({type(exc).__name__}: {exc})") from None
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise CheckpointError(f"{path}: not a readable torch state dict ({reason})") from None
         if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
             state = state["model"]  # torchvision reference-scripts checkpoint
         return state
@@ -135,8 +136,9 @@ def load_torchvision_detector_state(model_name: str, weights: str | None):
 def torchvision_weights_file(url: str, opener: Callable = urllib.request.urlopen, progress: bool = True) -> Path:
     """`<torch hub dir>/checkpoints/<file>` (torchvision's own cache), downloaded first when missing.
 
-    The download is the model registry's (resumable-safe `.part` file, progress bar, and an
-    offline error naming the URL and the path to put the file at).
+    The download is the model registry's: through a `.part` file (an interrupted download
+    leaves nothing behind), with a progress bar, and offline an error naming the URL and the
+    path to put the file at.
     """
     from sfdet.models.registry import _download
 
