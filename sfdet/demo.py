@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import torch
+
 from sfdet.errors import ConfigError, DataError
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "toy" / "slowfast_tiny.yaml"
@@ -43,24 +45,20 @@ BOX_SOURCES = ("detector", "simulated")  # the val boxes frame-mAP is measured w
 
 @dataclass(frozen=True)
 class DemoPreset:
-    """How much work each stage does."""
+    """How much work each stage does; the full demo takes every component's own defaults."""
 
-    detector_epochs: float
-    detector_max_iters: int | None
-    detector_batch_size: int
-    proposal_score_thresh: float  # proposals CSVs keep boxes >= this (the config's data.detection_score_thresh cuts on top)
-    overrides: tuple[str, ...]  # dotted overrides of the action model's config
+    detector_options: dict = field(default_factory=dict)  # `DetectorTrainOptions` fields
+    proposal_score_thresh: float = 0.05  # proposals CSVs keep boxes >= this (`sfdet proposals`' default); the
+    # action model's config cuts again (data.detection_score_thresh)
+    overrides: tuple[str, ...] = ()  # dotted overrides of the action model's config
 
 
-FULL = DemoPreset(detector_epochs=24.0, detector_max_iters=None, detector_batch_size=8, proposal_score_thresh=0.05,
-                  overrides=())
-# A smoke run of every stage: a detector this briefly trained scores its boxes low, so every box it finds is kept.
+FULL = DemoPreset()
+# A smoke run of every stage. A detector this briefly trained scores its boxes low: every box it finds is kept.
 QUICK = DemoPreset(
-    detector_epochs=1.0,
-    detector_max_iters=8,
-    detector_batch_size=4,
+    detector_options={"epochs": 1.0, "batch_size": 4},
     proposal_score_thresh=0.0,
-    overrides=("data.detection_score_thresh=0.0", "train.epochs=1", "train.max_iters=4", "train.batch_size=4",
+    overrides=("data.detection_score_thresh=0.0", "train.epochs=2", "train.max_iters=4", "train.batch_size=4",
                "train.val_batch_size=4", "train.num_workers=0", "train.log_every=1", "train.tensorboard=false"),
 )
 
@@ -116,7 +114,7 @@ class DemoSummary:
     proposal_recall: dict[str, float]  # recall@0.5 of the val GT persons, per box source
     frame_map: float  # action frame-mAP@0.5 on val with the fine-tuned detector's boxes
     frame_map_simulated: float  # ... with the simulated detector's proposals
-    table: str  # per-class AP table (detector boxes)
+    table: str  # per-class AP (%) with each box source
     per_class_ap: dict[str, float]  # class name -> AP (detector boxes)
     per_class_ap_simulated: dict[str, float]
     artifacts: dict[str, Path]
@@ -135,7 +133,7 @@ class DemoSummary:
             f"                        {pct(self.frame_map_simulated)} with the simulated detector's proposals "
             f"({'-' if loss >= 0 else '+'}{100 * abs(loss):.2f} points with the fine-tuned detector)",
             "",
-            "Per-class AP (val, fine-tuned detector's boxes):",
+            "Per-class AP@0.5 (%) on val, by the boxes the action model scored:",
             self.table,
             "",
         ]
@@ -215,11 +213,15 @@ class DemoContext:
     """What every stage needs: where to write, how much to do, the resolved config, the device."""
 
     paths: DemoPaths
-    preset: DemoPreset
+    quick: bool
     seed: int
     config_path: Path
-    device: str
+    device: torch.device
     log: Callable[[str], None]
+
+    @property
+    def preset(self) -> DemoPreset:
+        return QUICK if self.quick else FULL
 
     def config(self):
         """The action model's config, pointed at the demo's data, detector proposals and run folder."""
@@ -231,6 +233,7 @@ class DemoContext:
             f"data.val_proposals={self.paths.proposals('val').resolve()}",
             f"output_dir={self.paths.train}",
             f"seed={self.seed}",
+            f"train.device={self.device.type}",
             *self.preset.overrides,
         ]
         return load_config(self.config_path, overrides)
@@ -248,42 +251,30 @@ def make_dataset(ctx: DemoContext) -> None:
     from sfdet.data.toy import generate_toy_dataset
 
     # overwrite: an interrupted generation leaves a partial dataset behind; make it again.
-    generate_toy_dataset(ctx.paths.data, seed=ctx.seed, quick=ctx.preset is QUICK, overwrite=True, progress=True)
+    generate_toy_dataset(ctx.paths.data, seed=ctx.seed, quick=ctx.quick, overwrite=True, progress=True)
 
 
 def train_person_detector(ctx: DemoContext) -> None:
     from sfdet.detection.train_detector import DetectorTrainOptions, train_detector
 
-    options = DetectorTrainOptions(epochs=ctx.preset.detector_epochs, max_iters=ctx.preset.detector_max_iters,
-                                   batch_size=ctx.preset.detector_batch_size, seed=ctx.seed, device=ctx.device)
+    options = DetectorTrainOptions(**ctx.preset.detector_options, seed=ctx.seed, device=str(ctx.device))
     result = train_detector(ctx.config().data, ctx.paths.detector, options, print_line=ctx.log)
     ap = "not measured" if result.person_ap is None else f"{100 * result.person_ap:.2f}"
     ctx.log(f"      person AP@0.5 on val {ap} after {result.iterations} iterations ({result.seconds:.0f} s)")
 
 
-def make_proposals(ctx: DemoContext) -> None:
-    # TEMPORARY until `sfdet proposals` lands as a library function.
-    import numpy as np
-    import pandas as pd
-
+def write_detector_proposals(ctx: DemoContext) -> None:
     from sfdet.data import ava
     from sfdet.detection import load_detector
-    from sfdet.detection.keyframes import iter_keyframes, read_split_keyframes
+    from sfdet.detection.proposals import make_proposals
 
     cfg = ctx.config().data
     detector = load_detector(ctx.paths.detector, score_threshold=ctx.preset.proposal_score_thresh, device=ctx.device)
     for split in ("train", "val"):
-        rows = []
-        keys = read_split_keyframes(cfg, split).keys
-        for keyframe in iter_keyframes(cfg, keys, [], desc=f"proposals {split}"):
-            frame = keyframe.image.numpy()
-            boxes, scores = detector(frame, keyframe.video_id, keyframe.timestamp)
-            height, width = frame.shape[:2]
-            for box, score in zip(boxes / np.array([width, height, width, height]), scores):
-                rows.append([keyframe.video_id, keyframe.timestamp, *box.tolist(), float(score)])
-        out = ctx.paths.proposals(split)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        ava.write_proposals_csv(out, pd.DataFrame(rows, columns=ava.PROPOSAL_COLUMNS))
+        result = make_proposals(cfg, split, detector)
+        ava.write_proposals_csv(ctx.paths.proposals(split), result.proposals)
+        ctx.log(f"      {split}: {len(result.proposals)} boxes on {result.detected} keyframes, GT person recall "
+                + ", ".join(f"{r:.3f} at IoU {iou:g}" for iou, r in result.recall.items()))
 
 
 def train_action_model(ctx: DemoContext) -> None:
@@ -311,14 +302,14 @@ def val_videos(ctx: DemoContext) -> list[Path]:
 
 def predict_val_videos(ctx: DemoContext, boxes: str) -> Path:
     """`sfdet predict` over every val video with the `boxes` proposals; their CSVs joined into one."""
-    from sfdet.predict.actions import load_action_predictor, pick_device
+    from sfdet.predict.actions import load_action_predictor
     from sfdet.predict.detectors import PrecomputedDetector
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     cfg = ctx.config().data
     proposals = ctx.paths.proposals("val") if boxes == "detector" else ctx.paths.simulated_proposals("val")
     videos = val_videos(ctx)
-    predictor = load_action_predictor(str(ctx.weights), pick_device(ctx.device))
+    predictor = load_action_predictor(str(ctx.weights), ctx.device)
     detector = PrecomputedDetector(proposals, score_threshold=cfg.detection_score_thresh)
     per_video = ctx.paths.eval_dir(boxes) / "videos"
     results = predict_videos(videos, predictor, detector, PredictOptions(), out_dir=per_video, resume=True)
@@ -340,13 +331,12 @@ def evaluate(ctx: DemoContext) -> None:
 
 def predict_and_render(ctx: DemoContext) -> None:
     from sfdet.detection import load_detector
-    from sfdet.predict.actions import load_action_predictor, pick_device
+    from sfdet.predict.actions import load_action_predictor
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     cfg = ctx.config().data
-    device = pick_device(ctx.device)
-    predictor = load_action_predictor(str(ctx.weights), device)
-    detector = load_detector(ctx.paths.detector, score_threshold=cfg.detection_score_thresh, device=device)
+    predictor = load_action_predictor(str(ctx.weights), ctx.device)
+    detector = load_detector(ctx.paths.detector, score_threshold=cfg.detection_score_thresh, device=ctx.device)
     results = predict_videos(val_videos(ctx)[:1], predictor, detector, PredictOptions(render=True),
                              out_dir=ctx.paths.predict, resume=True)
     if results[0].error is not None:
@@ -372,7 +362,7 @@ STAGES = (
     Stage("detector", "detector", "fine-tuning a person detector on the train split's person boxes",
           train_person_detector, lambda c: [c.paths.detector]),
     Stage("proposals", "proposals", "person proposals with the fine-tuned detector (train and val keyframes)",
-          make_proposals, lambda c: [c.paths.proposals("train"), c.paths.proposals("val")]),
+          write_detector_proposals, lambda c: [c.paths.proposals("train"), c.paths.proposals("val")]),
     Stage("action model", "train", "training the action model (SlowFast) on the detector's proposals",
           train_action_model, lambda c: [c.weights]),
     Stage("evaluation", "eval", "frame-mAP on val: the fine-tuned detector's boxes vs the simulated proposals",
@@ -384,6 +374,23 @@ STAGES = (
 
 # --------------------------------------------------------------------------------------------------
 # Figures and the summary
+
+
+def comparison_table(results: dict) -> str:
+    """Per-class AP (%) of the val predictions with each box source, side by side, then the mAPs."""
+    def pct(value: float) -> str:
+        return "   n/a" if math.isnan(value) else f"{100 * value:6.2f}"
+
+    first = results[BOX_SOURCES[0]]
+    width = max([len("class")] + [len(name) for name in first.label_map.values()])
+    header = f"{'id':>3}  {'class':<{width}}  {'GT':>5}  " + "  ".join(f"{b + ' boxes':>16}" for b in BOX_SOURCES)
+    lines = [header, "-" * len(header)]
+    for class_id, name in first.label_map.items():
+        aps = "  ".join(f"{pct(results[b].per_class_ap[class_id]):>16}" for b in BOX_SOURCES)
+        lines.append(f"{class_id:>3}  {name:<{width}}  {first.gt_counts[class_id]:>5}  {aps}")
+    lines.append("-" * len(header))
+    lines.append(f"{'':>3}  {'mAP':<{width}}  {'':>5}  " + "  ".join(f"{pct(results[b].map):>16}" for b in BOX_SOURCES))
+    return "\n".join(lines)
 
 
 def save_demo_frame(rendered: Path, jsonl: Path, out: Path) -> Path:
@@ -420,7 +427,7 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
     from sfdet.data.check import proposal_recall
     from sfdet.detection.models import read_checkpoint
     from sfdet.evaluation import frame_map
-    from sfdet.evaluation.report import format_table, write_json, write_plot
+    from sfdet.evaluation.report import write_json, write_plot
 
     paths, cfg = ctx.paths, ctx.config().data
     gt_path, exclusions_path, _ = cfg.split_files("val")
@@ -461,7 +468,7 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
     return DemoSummary(
         out_dir=paths.root, quick=quick, seed=ctx.seed, detector_ap=detector_info.get("person_ap50_val"),
         proposal_recall=recall, frame_map=results["detector"].map, frame_map_simulated=results["simulated"].map,
-        table=format_table(results["detector"]), per_class_ap=names["detector"],
+        table=comparison_table(results), per_class_ap=names["detector"],
         per_class_ap_simulated=names["simulated"], artifacts=artifacts, stage_seconds=stage_seconds,
     )
 
@@ -497,7 +504,7 @@ def run_demo(
     root = Path(out_dir)
     _prepare_out_dir(root, overwrite)
     state = DemoState(root, quick, seed, config_path.resolve())
-    ctx = DemoContext(DemoPaths(root), QUICK if quick else FULL, seed, config_path, str(pick_device(device)), log)
+    ctx = DemoContext(DemoPaths(root), quick, seed, config_path, pick_device(device), log)
     earlier_stage_ran = False  # then the later stages' previous outputs are stale: they start over
     for number, stage in enumerate(STAGES, start=1):
         prefix = f"[{number}/{len(STAGES)}] {stage.name}:"

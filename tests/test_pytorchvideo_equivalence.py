@@ -17,6 +17,7 @@ from sfdet.models.pytorchvideo_keys import (
     pytorchvideo_key_to_sfdet,
     pytorchvideo_model_config,
     pytorchvideo_to_sfdet,
+    randomize_reference,
 )
 
 hub = pytest.importorskip("pytorchvideo.models.hub")
@@ -25,29 +26,13 @@ FRAMES = {"slowfast_r50_detection": (8, 32), "slow_r50_detection": (4,)}
 TOLERANCE = {torch.float64: 1e-5, torch.float32: 1e-4}
 
 
-def randomize(reference: torch.nn.Module, seed: int) -> None:
-    """Re-draw every BN (positive variance, scale < 1 so activations stay O(1)) and the classifier."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in reference.modules():
-            if isinstance(m, torch.nn.BatchNorm3d):
-                n = m.num_features
-                m.weight.copy_(torch.rand(n, generator=g) * 0.4 + 0.2)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-        proj = reference.detection_head.proj
-        proj.weight.normal_(0.0, 0.05, generator=g)
-        proj.bias.normal_(0.0, 1.0, generator=g)
-
-
 @pytest.fixture(scope="module", params=list(FRAMES))
 def model_pair(request, tmp_path_factory):
     """(name, PyTorchVideo reference, sfdet model loaded from the reference's saved `.pyth`), both in eval mode."""
     name = request.param
     torch.manual_seed(0)
     reference = getattr(hub, name)(pretrained=False)
-    randomize(reference, seed=1)
+    randomize_reference(reference, seed=1)
     path = tmp_path_factory.mktemp("pyth") / f"{name}.pyth"
     torch.save({"model_state": reference.state_dict()}, path)  # the layout of PyTorchVideo's model zoo files
 

@@ -38,7 +38,7 @@ def test_training_transform_moves_boxes_with_pixels(seed):
     torch.manual_seed(seed)
     transform = ClipTransform(train=True, short_side=(120, 150), crop_size=100, flip=True, **IDENTITY_NORM)
     box = (50, 20, 110, 70)  # on a 90 x 160 frame
-    clip, boxes, keep = transform(frames_with_box(90, 160, box), torch.tensor([box], dtype=torch.float32))
+    clip, boxes, keep, _ = transform(frames_with_box(90, 160, box), torch.tensor([box], dtype=torch.float32))
     assert clip.shape[:2] == (3, 2) and clip.shape[2:] == (100, 100)
     if keep.all():
         assert_box_matches_pixels(clip, boxes[0])
@@ -46,13 +46,27 @@ def test_training_transform_moves_boxes_with_pixels(seed):
         assert (clip[0, 0] < 0.5).all()
 
 
+def test_flipped_flag_says_when_the_clip_was_mirrored():
+    transform = ClipTransform(train=True, short_side=(90, 90), flip=True, **IDENTITY_NORM)  # no resize, no crop
+    box = (10, 20, 50, 70)  # left part of a 90 x 160 frame
+    seen = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        clip, boxes, keep, flipped = transform(frames_with_box(90, 160, box), torch.tensor([box], dtype=torch.float32))
+        expected = (160 - 50, 20, 160 - 10, 70) if flipped else box
+        assert boxes[0].tolist() == list(expected)
+        assert_box_matches_pixels(clip, boxes[0])
+        seen.add(flipped)
+    assert seen == {True, False}
+
+
 def test_test_transform_resizes_short_side_and_keeps_full_frame():
     transform = ClipTransform.from_config(DataConfig(), train=False)  # short side 256
     box = (40, 30, 200, 150)
     frames = frames_with_box(180, 320, box)
-    clip, boxes, keep = transform(frames, torch.tensor([box], dtype=torch.float32))
+    clip, boxes, keep, flipped = transform(frames, torch.tensor([box], dtype=torch.float32))
     assert clip.shape == (3, 2, 256, 455)  # floor(320 * 256 / 180) = 455
-    assert keep.tolist() == [True]
+    assert keep.tolist() == [True] and not flipped
     assert torch.allclose(boxes[0], torch.tensor([40 * 455 / 320, 30 * 256 / 180, 200 * 455 / 320, 150 * 256 / 180]))
     # normalisation: white -> (1 - 0.45) / 0.225, black -> -0.45 / 0.225
     assert clip[:, 0, 128, 200].tolist() == pytest.approx([0.55 / 0.225] * 3)
@@ -83,7 +97,7 @@ def test_crop_clips_boxes_and_drops_the_ones_left_without_area(seed):
     frames = torch.arange(100, dtype=torch.uint8).view(1, 1, 100, 1).expand(1, 50, 100, 3).contiguous()
     boxes = torch.tensor([[0.0, 0.0, 50.0, 50.0], [50.0, 0.0, 100.0, 50.0], [49.5, 10.0, 50.5, 20.0]])
     transform = ClipTransform(train=True, short_side=(50, 50), crop_size=50, **IDENTITY_NORM)
-    clip, out_boxes, keep = transform(frames, boxes)
+    clip, out_boxes, keep, _ = transform(frames, boxes)
     left = round(clip[0, 0, 0, 0].item() * 255)
     expected = (boxes - torch.tensor([left, 0, left, 0])).clamp(0, 50)
     expected_keep = ((expected[:, 2:] - expected[:, :2]) >= 1.0).all(dim=1)

@@ -35,6 +35,10 @@ class DataConfig:
     video_extensions: list[str] = field(default_factory=lambda: [".mp4", ".mkv", ".webm", ".avi", ".mov"])
     frames_dir: str = "frames"
     fps: float = 30.0  # declared rate of extracted frames (source: frames); videos take theirs from the container
+    # source: video only. None: clips count the video's own decoded frames. A rate (AVA: 30): clips count the
+    # frames of a fixed grid k / rate from the video's start, each the frame `ffmpeg -r RATE` would extract
+    # there (see sfdet.data.video), so videos of any frame rate give the clips of frames extracted at RATE.
+    video_resample_fps: float | None = None
     time_offset: float = 0.0  # video time of a keyframe = timestamp - time_offset (AVA: 900)
     # Clip sampling (PySlowFast `get_sequence`).
     num_frames: int = 32  # Fast pathway frames
@@ -44,6 +48,9 @@ class DataConfig:
     train_jitter: list[int] = field(default_factory=lambda: [256, 320])
     train_crop: int = 224
     train_flip: bool = True
+    # Action ids that trade places when a training clip is flipped horizontally (e.g. clockwise /
+    # counter-clockwise), as pairs [[a, b], ...]: a flipped clip of an `a` box is labelled `b` and vice versa.
+    flip_label_pairs: list[list[int]] = field(default_factory=list)
     train_color_jitter: bool = False
     min_box_size: float = 1.0  # pixels: a box cropped narrower or shorter than this is dropped
     test_short_side: int = 256
@@ -67,6 +74,10 @@ class DataConfig:
                 raise ConfigError(f"config key 'data.{name}': must be >= 1, got {getattr(self, name)}")
         if not self.fps > 0:
             raise ConfigError(f"config key 'data.fps': must be > 0, got {self.fps}")
+        if self.video_resample_fps is not None and not self.video_resample_fps > 0:
+            raise ConfigError(f"config key 'data.video_resample_fps': must be > 0 (or null: no resampling), "
+                              f"got {self.video_resample_fps}")
+        _check_flip_label_pairs(self.flip_label_pairs)
         if len(self.train_jitter) != 2 or not 1 <= self.train_jitter[0] <= self.train_jitter[1]:
             raise ConfigError(f"config key 'data.train_jitter': expected [min, max] short sides, got {self.train_jitter}")
         if self.train_crop > self.train_jitter[0]:
@@ -102,6 +113,18 @@ class DataConfig:
             self.path(getattr(self, f"{split}_exclusions")),
             self.path(getattr(self, f"{split}_proposals")),
         )
+
+
+def _check_flip_label_pairs(pairs: list[list[int]]) -> None:
+    seen: set[int] = set()
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            raise ConfigError(f"config key 'data.flip_label_pairs': expected pairs of two different action ids "
+                              f"like [[8, 9]], got {pairs}")
+        if seen & set(pair):
+            raise ConfigError(f"config key 'data.flip_label_pairs': action id {sorted(seen & set(pair))[0]} "
+                              f"is in more than one pair: {pairs}")
+        seen.update(pair)
 
 
 def _one_of(name: str, value: str, choices: tuple[str, ...]) -> None:

@@ -28,7 +28,7 @@ from sfdet.data import ava
 from sfdet.data.clip_sampling import clip_offsets, pack_pathways
 from sfdet.data.config import DataConfig
 from sfdet.data.frames import FrameFolder
-from sfdet.data.labels import KeyframeBoxes, detection_boxes, training_targets
+from sfdet.data.labels import KeyframeBoxes, detection_boxes, flip_label_columns, training_targets
 from sfdet.data.transforms import ClipTransform
 from sfdet.data.video import VideoReader
 from sfdet.errors import ConfigError, DataError
@@ -86,7 +86,8 @@ class AvaDataset(Dataset):
     """Clips of one split ("train": GT + matching proposals, augmented; "val": proposals, test transform).
 
     `alpha` is the model's Fast/Slow frame-rate ratio (`model.alpha`), None for a single-pathway model.
-    `train_transform` (default: split == "train") picks the augmenting transform.
+    `train_transform` (default: split == "train") picks the augmenting transform; a clip it flips
+    gets the labels of `data.flip_label_pairs` swapped.
     `skip_bad_videos` (default: `data.skip_bad_videos` in training) turns an unreadable video into
     a skipped sample with a warning instead of a `DataError`.
     """
@@ -99,6 +100,7 @@ class AvaDataset(Dataset):
         self.label_map, self.targets = read_split(cfg, split)
         self.label_ids = list(self.label_map)
         self.offsets = clip_offsets(cfg.num_frames, cfg.sampling_rate)
+        self.flip_columns = flip_label_columns(self.label_ids, cfg.flip_label_pairs)
         self.transform = ClipTransform.from_config(cfg, split == "train" if train_transform is None else train_transform)
         self.skip_bad_videos = (cfg.skip_bad_videos and split == "train") if skip_bad_videos is None else skip_bad_videos
         self.locations: dict[str, Path] = {}
@@ -141,11 +143,14 @@ class AvaDataset(Dataset):
         height, width = frames.shape[1:3]
         boxes_norm = torch.from_numpy(target.boxes_norm)
         boxes_abs = boxes_norm * torch.tensor([width, height, width, height], dtype=torch.float32)
-        clip, boxes_xyxy_abs, keep = self.transform(frames, boxes_abs)
+        clip, boxes_xyxy_abs, keep, flipped = self.transform(frames, boxes_abs)
+        labels = torch.from_numpy(target.labels)[keep]
+        if flipped and self.flip_columns is not None:
+            labels = labels[:, self.flip_columns]
         return {
             "inputs": pack_pathways(clip, self.alpha, self.cfg.slow_sampling),
             "boxes_xyxy_abs": boxes_xyxy_abs,
-            "labels": torch.from_numpy(target.labels)[keep],
+            "labels": labels,
             "boxes_norm": boxes_norm[keep],
             "video_id": video_id,
             "timestamp": timestamp,
@@ -161,7 +166,10 @@ class AvaDataset(Dataset):
         source = self._sources.pop(video_id, None)
         if source is None:
             location = self.locations[video_id]
-            source = VideoReader(location) if self.cfg.source == "video" else FrameFolder(location.parent, video_id, self.cfg.fps)
+            if self.cfg.source == "video":
+                source = VideoReader(location, resample_fps=self.cfg.video_resample_fps)
+            else:
+                source = FrameFolder(location.parent, video_id, self.cfg.fps)
         self._sources[video_id] = source
         while len(self._sources) > MAX_OPEN_SOURCES:
             self._sources.popitem(last=False)[1].close()

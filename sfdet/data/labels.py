@@ -10,6 +10,8 @@ such box on ties); a proposal identical to a GT box is that box, not a second on
 labels (by the same matching) only serve for a validation loss: the AVA evaluator reads GT itself.
 
 Labels are multi-hot over the label map: column `j` is class `label_ids[j]` (label map order).
+A horizontally flipped training clip swaps the columns of direction classes (`data.flip_label_pairs`,
+e.g. clockwise / counter-clockwise): `flip_label_columns`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torchvision.ops import box_iou
 
 from sfdet.data.ava import BOX_COLUMNS
+from sfdet.errors import ConfigError
 
 Key = tuple[str, float]  # (video_id, timestamp)
 
@@ -105,3 +108,20 @@ def detection_boxes(proposals: pd.DataFrame, gt: pd.DataFrame | None, label_ids:
         labels, _, _ = match_proposals(proposals_norm, gt_boxes.get(key), len(label_ids), iou_thresh)
         out[key] = KeyframeBoxes(proposals_norm, labels)
     return out
+
+
+def flip_label_columns(label_ids: Sequence[int], pairs: Sequence[Sequence[int]]) -> torch.Tensor | None:
+    """Column order of a flipped clip's labels: `labels[:, order]` swaps the columns of each pair of action ids.
+
+    None when there is nothing to swap. An id that is not in the label map is a ConfigError.
+    """
+    if not pairs:
+        return None
+    column_of = {int(label_id): j for j, label_id in enumerate(label_ids)}
+    order = list(range(len(label_ids)))
+    for a, b in pairs:
+        for action_id in (a, b):
+            if action_id not in column_of:
+                raise ConfigError(f"config key 'data.flip_label_pairs': action id {action_id} is not in the label map")
+        order[column_of[a]], order[column_of[b]] = column_of[b], column_of[a]
+    return torch.tensor(order)

@@ -4,6 +4,8 @@ Train (PySlowFast's AVA recipe): short side jittered in `data.train_jitter`, ran
 `data.train_crop` (boxes clipped, boxes left narrower or shorter than `data.min_box_size`
 pixels dropped), horizontal flip with probability 0.5, optional colour jitter. Test: short
 side `data.test_short_side`, full frame. Both end with RGB normalisation (mean 0.45, std 0.225).
+The transform says whether it flipped, so direction-dependent labels can follow
+(`data.flip_label_pairs`, applied by the Dataset).
 
 Boxes are `boxes_xyxy_abs` in continuous pixel coordinates: pixel column `j` covers `[j, j+1)`,
 so a box `(x1, x2)` on a `W`-wide frame flips to `(W - x2, W - x1)` and scales by exactly the
@@ -80,7 +82,7 @@ class ClipTransform:
 
     `clip` `(3, T, H', W')` float32 normalised, `boxes_xyxy_abs` `(M, 4)` in the clip's pixels,
     `keep` `(N,)` bool: which input boxes are still there (`M = keep.sum()`; only the
-    training crop drops boxes).
+    training crop drops boxes), `flipped`: whether the clip was mirrored left-right.
     """
 
     def __init__(self, train: bool, short_side: tuple[int, int], crop_size: int | None = None,
@@ -110,12 +112,13 @@ class ClipTransform:
         frames, boxes = resize_short_side(frames, boxes, size)
         if self.crop_size is not None:
             frames, boxes, keep = self._random_crop(frames, boxes)
-        if self.flip and torch.rand(()).item() < 0.5:
+        flipped = self.flip and torch.rand(()).item() < 0.5
+        if flipped:
             frames, boxes = horizontal_flip(frames, boxes)
         if self.color_jitter:
             frames = color_jitter(frames)
         clip = normalize(frames, self.mean, self.std).permute(1, 0, 2, 3).contiguous()
-        return clip, boxes, keep
+        return clip, boxes, keep, flipped
 
     def _random_crop(self, frames, boxes):
         """A random `crop_size` square; a few tries to keep at least one box visible."""

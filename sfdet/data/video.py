@@ -12,21 +12,36 @@ memory, never the stream.
 A file that cannot be opened, or holds no decodable frame, raises one `DataError`. When
 decoding fails part way (a truncated file), the frames before the damage are still used and
 a keyframe past them raises `DataError`.
+
+Resampling (`data.video_resample_fps`, AVA: 30). AVA's frames were extracted with
+`ffmpeg -ss 900 -t 901 -i in.mp4 -r 30 out_%06d.jpg` from movies of 23.976, 25, 29.97, 30 ...
+fps, so frame `j` (0-based) is what ffmpeg put at grid point `900 + j / 30` s: some frames
+repeat (25 fps) or drop out (60 fps). A resampling reader counts frames on the same grid,
+`t_k = k / fps` from the stream's start, and grid point `k` shows the source frame ffmpeg's fps
+filter picks for it (`fps=FPS:round=near`, libavfilter/vf_fps.c): each frame's time is mapped
+to `round(time * fps)`, halves away from zero, in exact arithmetic, and grid point `k` takes the
+*latest* frame mapped to `<= k` (earlier points repeat the first frame). The grid ends at
+`round((last time + one frame period of the header rate) * fps)`, as the filter's end of stream.
+Because 900 s is a whole number of grid steps, starting the grid at the movie's start or at
+`-ss 900` gives the same points, so AVA second `t` is grid point `(t - 900) * 30` of the trimmed
+video (PySlowFast's frame index) or `t * 30` of the full movie; clip offsets then count grid
+points, exactly as they count extracted frames.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Sequence, TypeVar
 
 import av
 import numpy as np
 import torch
 
-from sfdet.data.clip_sampling import check_keyframe_time, clamped_indices
+from sfdet.data.clip_sampling import centre_index, check_keyframe_time, clamped_indices
 from sfdet.errors import DataError
 
 # How far before the clip's first frame the first seek goes (seconds); doubled while not enough.
@@ -36,6 +51,57 @@ SEEK_MARGIN_S = 0.1
 TIE_TOLERANCE_S = 1e-9
 # Rate assumed for seeking when the header has none.
 FALLBACK_FPS = 30.0
+
+
+def rate_fraction(fps: float | Fraction) -> Fraction:
+    """A frame rate as an exact fraction, the way ffmpeg reads `-r` (29.97 -> 2997/100, 30000/1001 stays)."""
+    return Fraction(fps).limit_denominator(1_001_000)
+
+
+def grid_index(time: Fraction, fps: Fraction) -> int:
+    """Grid point of a frame shown at `time` s: `time * fps` rounded to nearest, halves away from zero.
+
+    This is ffmpeg's `av_rescale_q_rnd(..., AV_ROUND_NEAR_INF)` of the fps filter's default `round=near`.
+    """
+    x = Fraction(time) * fps
+    half = Fraction(1, 2)
+    return math.floor(x + half) if x >= 0 else -math.floor(-x + half)
+
+
+Frame = TypeVar("Frame")
+
+
+def resample_to_grid(frames: Iterable[tuple[Fraction, Frame]], fps: Fraction, frame_period: Fraction,
+                     first_index: int | None = 0) -> Iterator[tuple[int, Frame]]:
+    """`(time, frame)` pairs in presentation order -> `(k, frame)` for consecutive grid points `k`.
+
+    Grid point `k` (at `k / fps` s) takes the latest frame with `grid_index(time) <= k` (ffmpeg's fps
+    filter); frames that no grid point takes are dropped, frames several take are repeated (the same
+    object). `first_index`: the first grid point yielded; 0 at the stream's start (points before the
+    first frame's repeat it), None after a seek (the first frame's own point). The last frame lasts
+    `frame_period` (the header's frame period), so the grid ends at `grid_index(last time + frame_period)`.
+    """
+    k = first_index
+    held, held_time = None, None
+    yielded = False
+    for time, frame in frames:
+        position = grid_index(time, fps)
+        if held is not None:
+            while k < position:
+                yield k, held
+                yielded = True
+                k += 1
+        elif k is None:
+            k = position
+        held, held_time = frame, time
+    if held is None:
+        return
+    end = grid_index(held_time + frame_period, fps)
+    if not yielded:
+        end = max(end, k + 1)  # a lone frame shorter than a grid step is still the video
+    while k < end:
+        yield k, held
+        k += 1
 
 
 @dataclass(frozen=True)
@@ -53,10 +119,12 @@ class VideoReader:
     """One video file, opened on first use (so a Dataset can be pickled into workers) and closed by `close()`.
 
     `read_clip(t, offsets)` -> `(T, H, W, 3)` uint8 RGB tensor, `T = len(offsets)`.
+    `resample_fps`: count frames on that rate's grid instead of the decoded frames (module docstring).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, resample_fps: float | None = None):
         self.path = Path(path)
+        self.resample_fps = rate_fraction(resample_fps) if resample_fps else None
         self._container: av.container.InputContainer | None = None
         self._stream = None
         self._start_pts = 0
@@ -115,9 +183,11 @@ class VideoReader:
     def read_clip(self, t: float, offsets: Sequence[int]) -> torch.Tensor:
         """Frames `centre + offsets` (clamped to the video's frames), centre = the frame nearest to `t` seconds.
 
-        Returns `(T, H, W, 3)` uint8 RGB.
+        Returns `(T, H, W, 3)` uint8 RGB. With `resample_fps`, frames are grid points (module docstring).
         """
         self._open()
+        if self.resample_fps is not None:
+            return self._read_resampled_clip(t, offsets)
         period = 1.0 / self._info.fps
         check_keyframe_time(t, float("inf"), period, str(self.path))
         before = max(0, -min(offsets))
@@ -155,9 +225,7 @@ class VideoReader:
         following: list = []
         centre_found = reached_end = False
         for frame in self._decoded_frames():
-            if frame.pts is None:
-                raise DataError(f"{self.path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
-            time = float((frame.pts - self._start_pts) * tb)
+            time = float(self._frame_time(frame))
             if not from_start and not history and not centre_found and time > t:
                 return None
             if centre_found:
@@ -177,6 +245,66 @@ class VideoReader:
         if not from_start and len(history) < before + 1:
             return None
         return list(history) + following, len(history) - 1, reached_end
+
+    def _read_resampled_clip(self, t: float, offsets: Sequence[int]) -> torch.Tensor:
+        """`read_clip` on the `resample_fps` grid: centre = the grid point nearest to `t` (ties: the earlier)."""
+        fps = self.resample_fps
+        period = float(1 / fps)
+        check_keyframe_time(t, float("inf"), period, str(self.path))
+        centre = centre_index(t, float(fps))
+        # One point before the window: a keyframe just past the end moves the centre back by one.
+        first = max(0, centre + min(offsets) - 1)
+        last = max(first, centre + max(offsets))
+        back = 2 / self._info.fps + SEEK_MARGIN_S
+        while True:
+            seek_to = first / float(fps) - back
+            window = self._decode_grid(first, last, seek_to if seek_to > 0 else None)
+            if window is not None:
+                break
+            back *= 2  # the seek landed after grid point `first`: go further back
+        frames, num_points = window
+        if num_points == 0:
+            raise DataError(f"{self.path}: no decodable video frame; re-encode or remove it")
+        if num_points is None:  # the stream goes on past the window
+            num_points = last + 1
+        else:
+            check_keyframe_time(t, (num_points - 1) * period, period, str(self.path))
+        indices = clamped_indices(min(centre, num_points - 1), offsets, num_points)
+        rgb = {k: frames[k].to_ndarray(format="rgb24") for k in set(indices)}
+        return torch.from_numpy(np.stack([rgb[k] for k in indices]))
+
+    def _decode_grid(self, first: int, last: int, seek_to: float | None):
+        """Grid points `first..last` from a seek to `seek_to` s (None: the stream start).
+
+        Returns `({k: av.VideoFrame}, number of grid points or None if the stream goes on past `last`)`,
+        or None when the seek landed after grid point `first` and an earlier one is needed.
+        """
+        stream, fps = self._stream, self.resample_fps
+        from_start = seek_to is None
+        target = self._start_pts if from_start else self._start_pts + int(Fraction(seek_to) / stream.time_base)
+        try:
+            self._container.seek(target, stream=stream, backward=True, any_frame=False)
+        except av.error.FFmpegError as exc:
+            raise DataError(f"{self.path}: cannot seek ({_reason(exc)}); re-encode or remove it") from None
+        timed = ((self._frame_time(frame), frame) for frame in self._decoded_frames())
+        frame_period = 1 / rate_fraction(self._info.fps)
+        window: dict[int, av.VideoFrame] = {}
+        num_points = 0
+        for k, frame in resample_to_grid(timed, fps, frame_period, first_index=0 if from_start else None):
+            if not from_start and num_points == 0 and k > first:
+                return None
+            num_points = k + 1
+            if k >= first:
+                window[k] = frame
+            if k >= last:
+                return window, None
+        return window, num_points
+
+    def _frame_time(self, frame: av.VideoFrame) -> Fraction:
+        """Presentation time from the stream's start, exact (seconds)."""
+        if frame.pts is None:
+            raise DataError(f"{self.path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
+        return (frame.pts - self._start_pts) * self._stream.time_base
 
     def _decoded_frames(self) -> Iterator[av.VideoFrame]:
         """Frames in presentation order from the current position; a damaged tail ends the stream."""
@@ -205,7 +333,7 @@ def write_video(path: str | Path, frames: Iterable, fps: float | Fraction, crf: 
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fps = Fraction(fps).limit_denominator(1_001_000)  # 29.97 -> 30000/1001
+    fps = rate_fraction(fps)
     with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.pix_fmt = "yuv420p"

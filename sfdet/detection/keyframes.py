@@ -30,14 +30,18 @@ from sfdet.errors import ConfigError, DataError
 Key = tuple[str, float]  # (video_id, timestamp)
 
 
-def data_config(root: str | None, config_path: str | None = None, overrides: Sequence[str] = ()) -> DataConfig:
-    """`DATA` root and/or `--config YAML` (+ `data.key=value` overrides) -> DataConfig; the root must exist."""
-    if root is None and config_path is None:
+def data_config(items: Sequence[str], config_path: str | None = None) -> DataConfig:
+    """`DATA` (a dataset root laid out like `sfdet toy-data`'s) and/or `--config YAML`, plus `data.key=value`
+    overrides -> DataConfig whose root exists."""
+    overrides = [item for item in items if "=" in item]
+    roots = [item for item in items if "=" not in item]
+    if len(roots) > 1:
+        raise ConfigError(f"give one dataset root, got {len(roots)}: {' '.join(roots)}")
+    if not roots and config_path is None:
         raise ConfigError("give the dataset root (e.g. data/toy) or --config YAML with a data: section")
-    overrides = list(overrides) + ([f"data.root={root}"] if root is not None else [])
-    cfg = load_config(config_path, overrides).data
+    cfg = load_config(config_path, overrides + [f"data.root={root}" for root in roots]).data
     if not Path(cfg.root).expanduser().is_dir():
-        raise DataError(f"dataset root {cfg.root} is not a directory; pass the folder holding annotations/ and videos/")
+        raise DataError(f"dataset root {cfg.root}: no such directory; pass the folder holding annotations/ and videos/")
     return cfg
 
 

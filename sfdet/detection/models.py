@@ -86,10 +86,10 @@ def tiny_fasterrcnn(
     max_size: int,
     num_classes: int = 2,
     widths: tuple[int, ...] = (16, 32, 64, 128),
-    fpn_channels: int = 64,
+    fpn_channels: int = 32,
     anchor_sizes: tuple[tuple[int, ...], ...] = ((32, 48), (64, 96), (128, 192)),
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 3.0),
-    representation_size: int = 256,
+    representation_size: int = 128,
 ):
     """A small Faster R-CNN for people seen at a few hundred pixels (anchors: height/width 1, 2, 3)."""
     from torchvision.models.detection import FasterRCNN

@@ -63,8 +63,13 @@ class CheckpointInfo:
     missing: list[str] = field(default_factory=list)  # model tensors the file lacks (left at their init)
     unexpected: list[str] = field(default_factory=list)  # file tensors with no place in the model
     mismatched: list[str] = field(default_factory=list)  # "key: file (..) vs model (..)"
-    input_hints: dict = field(default_factory=dict)  # num_frames / sampling_rate when the file or registry says
-    # (sfdet checkpoints keep them under "input", written by `sfdet convert`)
+    # How the model's clips are made, in `DataConfig` field names (num_frames, sampling_rate, slow_sampling,
+    # test_short_side, mean, std, video_resample_fps), as far as the registry entry or the file says
+    # (sfdet checkpoints keep them under "input", written by `sfdet convert`; PySlowFast files in their `cfg`).
+    input_hints: dict = field(default_factory=dict)
+    # The resolved training config (`Config` as a plain dict) that `sfdet train` stores in its checkpoints
+    # under "config"; None for every other file.
+    train_config: dict | None = None
 
     @property
     def fits_exactly(self) -> bool:
@@ -274,9 +279,16 @@ def _pyslowfast_cfg_hints(cfg: Any) -> tuple[dict, dict]:
     except (TypeError, IndexError, ValueError):
         pass
     fields = {k: v for k, v in candidates.items() if v is not None}
-    for key, name in (("NUM_FRAMES", "num_frames"), ("SAMPLING_RATE", "sampling_rate")):
+    for key, name in (("NUM_FRAMES", "num_frames"), ("SAMPLING_RATE", "sampling_rate"),
+                      ("TEST_CROP_SIZE", "test_short_side")):
         if isinstance(get("DATA", key), int):
             inputs[name] = get("DATA", key)
+    for key, name in (("MEAN", "mean"), ("STD", "std")):
+        value = get("DATA", key)
+        if isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) for v in value):
+            inputs[name] = [float(v) for v in value]
+    if "num_frames" in inputs:  # a PySlowFast model: its Slow pathway is packed by `pack_pathway_output`
+        inputs["slow_sampling"] = "linspace"
     return fields, inputs
 
 
@@ -565,7 +577,8 @@ def load_checkpoint(
                                                                   reshape_trailing=(fmt == "caffe2"))
 
     info = CheckpointInfo(source=source, format=fmt, model_config=model_cfg, label_map=None, registry_entry=entry,
-                          missing=missing, unexpected=unexpected, mismatched=mismatched)
+                          missing=missing, unexpected=unexpected, mismatched=mismatched,
+                          train_config=_stored_train_config(obj, fmt, source))
     # Inflated 2D weights cover the Slow pathway only: the rest keeps its init by design.
     problems = [("missing", [] if fmt == "torchvision" else missing), ("unexpected", unexpected),
                 ("mis-shaped", mismatched)]
@@ -585,9 +598,23 @@ def load_checkpoint(
     elif entry is not None:
         info.label_map = entry.label_map()
     if entry is not None:
-        hints_inputs = {"num_frames": entry.num_frames, "sampling_rate": entry.sampling_rate, **hints_inputs}
+        hints_inputs = {**entry.input_spec(), **hints_inputs}
     info.input_hints = hints_inputs
     return model.eval(), info
+
+
+# The key under which `sfdet train` stores its resolved config (sfdet/engine/trainer.py).
+TRAIN_CONFIG_KEY = "config"
+
+
+def _stored_train_config(obj: Any, fmt: str, source: str) -> dict | None:
+    """The training config an sfdet checkpoint carries (a plain dict), or None."""
+    if fmt != "sfdet" or not isinstance(obj, dict) or obj.get(TRAIN_CONFIG_KEY) is None:
+        return None
+    stored = obj[TRAIN_CONFIG_KEY]
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{source}: its stored training config ('{TRAIN_CONFIG_KEY}') is not a mapping")
+    return stored
 
 
 def save_sfdet_checkpoint(path: str | Path, model: torch.nn.Module, label_map: dict[int, str] | None = None,

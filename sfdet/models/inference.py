@@ -88,6 +88,63 @@ def fast_low_precision_available(device: torch.device | str = "cpu") -> bool:
     return bool(amx or avx512_bf16)
 
 
+class Conv3dAs2d(nn.Module):
+    """A (1, kh, kw) or (kt, 1, 1) Conv3d run as a Conv2d on a view of its channels-last input.
+
+    oneDNN's 2D convolutions are faster than its 3D ones for these shapes
+    (notably the (3,1,1) convs of res4/res5), and on channels_last_3d memory both
+    views are free: (B, C, T, H, W) is (B*T, C, H, W) channels-last for a
+    spatial kernel, and (B, C, T, H*W) channels-last for a temporal one.
+    Input and output are channels_last_3d (B, C, T, H, W).
+    """
+
+    def __init__(self, conv: nn.Conv3d):
+        super().__init__()
+        kt, kh, kw = conv.kernel_size
+        self.spatial = kt == 1 and conv.stride[0] == 1 and conv.padding[0] == 0
+        if self.spatial:
+            kernel, stride, padding, dilation = (kh, kw), conv.stride[1:], conv.padding[1:], conv.dilation[1:]
+        else:  # (kt, 1, 1), no spatial stride or padding (see `conv3d_runs_as_2d`)
+            kernel, stride, padding, dilation = (kt, 1), (conv.stride[0], 1), (conv.padding[0], 0), (conv.dilation[0], 1)
+        self.conv = nn.Conv2d(conv.in_channels, conv.out_channels, kernel, stride=stride, padding=padding,
+                              dilation=dilation, groups=conv.groups, bias=conv.bias is not None,
+                              device="meta")  # parameters come from `conv` just below
+        weight = conv.weight.detach().reshape(conv.out_channels, -1, *kernel)
+        self.conv.weight = nn.Parameter(weight.contiguous(memory_format=torch.channels_last), requires_grad=False)
+        if conv.bias is not None:
+            self.conv.bias = nn.Parameter(conv.bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, _, t, h, w = x.shape
+        x = x.contiguous(memory_format=torch.channels_last_3d)  # a no-op in the optimised model
+        if self.spatial:
+            y = self.conv(x.transpose(1, 2).flatten(0, 1))  # (B*T, C, H, W) -> (B*T, O, H', W')
+            return y.unflatten(0, (b, t)).transpose(1, 2)
+        y = self.conv(x.flatten(3))  # (B, C, T, H*W) -> (B, O, T', H*W)
+        return y.unflatten(3, (h, w))
+
+
+def conv3d_runs_as_2d(conv: nn.Module) -> bool:
+    """Whether `Conv3dAs2d` can run `conv`: a 3D kernel that is purely spatial or purely temporal."""
+    if type(conv) is not nn.Conv3d or conv.padding_mode != "zeros":
+        return False
+    kt, kh, kw = conv.kernel_size
+    if kt == 1 and conv.stride[0] == 1 and conv.padding[0] == 0:
+        return True
+    return (kh, kw) == (1, 1) and conv.stride[1:] == (1, 1) and conv.padding[1:] == (0, 0)
+
+
+def convs_as_2d(model: nn.Module) -> int:
+    """Replace, in place, every Conv3d that `Conv3dAs2d` can run; returns how many."""
+    replaced = 0
+    for module in list(model.modules()):
+        for name, child in module.named_children():
+            if conv3d_runs_as_2d(child):
+                setattr(module, name, Conv3dAs2d(child))
+                replaced += 1
+    return replaced
+
+
 class PreparedBackbone(nn.Module):
     """Runs a backbone in `dtype` and `memory_format` and hands float32 features to the head.
 
@@ -128,7 +185,7 @@ class InferenceDetector(ActionDetector):
 
 
 def optimize_for_inference(model: ActionDetector, precision: str = "fp32", channels_last: bool = True,
-                           fold_bn: bool = True, compile: bool = False) -> InferenceDetector:
+                           fold_bn: bool = True, conv_2d: bool = True, compile: bool = False) -> InferenceDetector:
     """A faster copy of `model` for inference on the device it sits on (the original is not modified).
 
     precision: "fp32" (same outputs to ~1e-5), "bf16" (CUDA, or CPUs with AVX512-BF16/AMX),
@@ -145,6 +202,8 @@ def optimize_for_inference(model: ActionDetector, precision: str = "fp32", chann
         fold_batch_norms(backbone)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
     backbone = backbone.to(dtype=_DTYPES[precision], memory_format=memory_format)
+    if conv_2d and channels_last:
+        convs_as_2d(backbone)
     prepared = PreparedBackbone(backbone, _DTYPES[precision], memory_format)
     if compile:
         prepared = torch.compile(prepared, dynamic=False)

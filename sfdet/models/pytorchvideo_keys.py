@@ -11,12 +11,15 @@ A `.pyth` file is `{"model_state": state_dict}` of a `DetectionBBoxNetwork`:
 The Slow-only model has the same layout without the `multipathway_blocks.{p}`
 level (`model.blocks.0.conv`, `model.blocks.{s}.res_blocks.{i}...`).
 `model.blocks.{s}` is sfdet's `res{s+1}`; the lateral after `model.blocks.{k}` is `fuse{k+1}`.
-Pure functions on names and dicts: no model needed.
+Pure functions on names and dicts (no model needed), plus `randomize_reference`,
+which gives a PyTorchVideo model non-trivial weights for equivalence tests and benchmarks.
 """
 
 from __future__ import annotations
 
 import re
+
+import torch
 
 from sfdet.models.config import ModelConfig
 
@@ -94,3 +97,24 @@ def pytorchvideo_model_config(name: str) -> ModelConfig:
     if name not in PYTORCHVIDEO_MODEL_CONFIGS:
         raise KeyError(f"unknown PyTorchVideo detector {name!r}; known: {', '.join(PYTORCHVIDEO_MODEL_CONFIGS)}")
     return ModelConfig(**PYTORCHVIDEO_MODEL_CONFIGS[name])
+
+
+def randomize_reference(reference: torch.nn.Module, seed: int) -> None:
+    """Re-draw every BN of a PyTorchVideo detector (positive variance, scale < 1 so activations stay O(1))
+    and its classifier, so no layer is an identity and a wrong mapping shows in the outputs.
+
+    Used by the equivalence tests and `scripts/bench_model.py` (a random-weight hub model has
+    BN at its defaults, which would hide BN mistakes).
+    """
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in reference.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                n = m.num_features
+                m.weight.copy_(torch.rand(n, generator=g) * 0.4 + 0.2)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+        proj = reference.detection_head.proj
+        proj.weight.normal_(0.0, 0.05, generator=g)
+        proj.bias.normal_(0.0, 1.0, generator=g)

@@ -6,6 +6,16 @@ val frame-mAP its authors report. `fetch(name)` downloads the file once into
 the torch hub cache (`torch.hub.get_dir()/checkpoints/<file>`), the same place
 torch.hub and PyTorchVideo use, so a file already downloaded by them is reused.
 
+Each entry also states the input its model was trained and evaluated on
+(`input_spec()`, in `DataConfig` field names), so prediction rebuilds the
+exact clips: all published models read RGB on [0, 1] normalised with mean
+0.45 / std 0.225, a full frame with short side 256 at test time
+(PySlowFast `DATA.TEST_CROP_SIZE: 256` in configs/AVA/c2/*.yaml; PyTorchVideo's
+detection tutorial `crop_size=256`), the Slow pathway packed with
+`linspace` (PySlowFast `pack_pathway_output`, PyTorchVideo `PackPathway`),
+and AVA's frames, extracted at 30 fps (`ffmpeg -r 30`): other videos are
+resampled to that grid (`video_resample_fps`).
+
 The hosts publish no checksums. An entry may record a sha256 and/or size;
 when it does, a cached or downloaded file that differs is rejected. Every
 download is also checked against the server's Content-Length.
@@ -33,10 +43,12 @@ PYSLOWFAST_AVA = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava"
 PYTORCHVIDEO_AVA = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/ava"
 AVA_80_CLASSES = "ava_action_list_v2.2.pbtxt"  # shipped in sfdet/resources
 
-# Input normalisation shared by every published model (RGB in [0, 1]).
-INPUT_MEAN = (0.45, 0.45, 0.45)
+# Input facts shared by every published model (see the module docstring for the sources).
+INPUT_MEAN = (0.45, 0.45, 0.45)  # RGB on [0, 1]; PySlowFast `DATA.MEAN`, PyTorchVideo tutorial `data_mean`
 INPUT_STD = (0.225, 0.225, 0.225)
 TEST_SHORT_SIDE = 256
+SLOW_SAMPLING = "linspace"
+AVA_FPS = 30.0  # AVA's frames: `ffmpeg -ss 900 -t 901 -i in.mp4 -r 30` (PySlowFast dataset/DATASET.md)
 
 # PySlowFast's R101 AVA models (configs/AVA/c2/SLOWFAST_*_R101_50_50*.yaml): lateral
 # kernel 5, temporal kernels only in the first [3, 4, 6, 3] blocks of each stage,
@@ -71,6 +83,12 @@ class PublishedModel:
     sha256: str | None = None
     size_bytes: int | None = None
     notes: str = ""
+    # Input facts, the same for every published model today (module docstring).
+    slow_sampling: str = SLOW_SAMPLING
+    test_short_side: int = TEST_SHORT_SIDE
+    mean: tuple[float, float, float] = INPUT_MEAN
+    std: tuple[float, float, float] = INPUT_STD
+    frame_rate: float = AVA_FPS  # the rate of the frames the clips were cut from
 
     @property
     def file_name(self) -> str:
@@ -81,6 +99,18 @@ class PublishedModel:
 
     def label_map(self) -> dict[int, str]:
         return bundled_label_map(self.label_map_file)
+
+    def input_spec(self) -> dict:
+        """How the model's clips are made, as `DataConfig` fields (what `sfdet predict` builds its clips from)."""
+        return {
+            "num_frames": self.num_frames,
+            "sampling_rate": self.sampling_rate,
+            "slow_sampling": self.slow_sampling,
+            "test_short_side": self.test_short_side,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "video_resample_fps": self.frame_rate,
+        }
 
 
 def bundled_label_map(file_name: str = AVA_80_CLASSES) -> dict[int, str]:
@@ -190,8 +220,12 @@ def file_problem(path: Path, entry: PublishedModel) -> str | None:
     return None
 
 
-def _download(url: str, destination: Path, opener: Callable, progress: bool) -> None:
-    """Stream `url` into `destination` (via a `.part` file, so an interrupted download leaves nothing behind)."""
+def download(url: str, destination: Path, opener: Callable = urllib.request.urlopen, progress: bool = True) -> None:
+    """Stream `url` into `destination` (via a `.part` file, so an interrupted download leaves nothing behind).
+
+    Offline or interrupted, one CheckpointError names the URL and where to put the file by hand.
+    `opener(url)` must return a context manager with `.read(n)` (and optionally `.headers`).
+    """
     destination.parent.mkdir(parents=True, exist_ok=True)
     partial = destination.with_name(destination.name + ".part")
     try:
@@ -236,7 +270,7 @@ def fetch(
                 f"cached file {path} of '{name}' is damaged: {problem}; delete it to download it again"
             )
         return path
-    _download(entry.url, path, opener, progress)
+    download(entry.url, path, opener, progress)
     problem = file_problem(path, entry)
     if problem:
         path.unlink()

@@ -7,13 +7,15 @@ equals the transformed clip), boxes go through the same transform, and
 clips are packed into pathways by `clip_sampling.pack_pathways`.
 
 Clip settings (`DataConfig`: frames, stride, Slow sampling, short side,
-mean/std, time offset) come from, in order: `--config`, the training config
-stored in an sfdet checkpoint, or the registry entry of a published model.
+mean/std, frame-rate grid, time offset) come from, in order: `--config`, the
+training config stored in an sfdet checkpoint (`CheckpointInfo.train_config`),
+or the input facts of the file or of a published model's registry entry
+(`CheckpointInfo.input_hints`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import dataclasses
 
 import numpy as np
 import torch
@@ -44,25 +46,22 @@ def pick_device(name: str) -> torch.device:
 
 
 def clip_settings(weights: str, info, config_path: str | None = None, overrides: list[str] = ()) -> DataConfig:
-    """The DataConfig whose clip/test-transform fields match how the model was trained (see module doc)."""
+    """The DataConfig whose clip/test-transform fields match how the model was trained (see module doc).
+
+    `info` is the `CheckpointInfo` of the loaded weights.
+    """
     if config_path is not None or overrides:
         return load_config(config_path, overrides).data
-    path = Path(weights)
-    if path.is_file() and info.format == "sfdet":
-        from sfdet.models.checkpoint import read_checkpoint_file
-
-        stored = read_checkpoint_file(path)
-        if isinstance(stored, dict) and isinstance(stored.get("config"), dict):
-            return from_dict(Config, stored["config"]).data
-    hints = dict(info.input_hints)
-    if info.registry_entry is not None or hints:
-        # The published PySlowFast / PyTorchVideo AVA models: test short side 256, linspace Slow packing.
-        return DataConfig(
-            num_frames=hints.get("num_frames", DataConfig.num_frames),
-            sampling_rate=hints.get("sampling_rate", DataConfig.sampling_rate),
-            slow_sampling="linspace",
-            test_short_side=256,
-        )
+    if info.train_config is not None:
+        try:
+            return from_dict(Config, info.train_config).data
+        except ConfigError as exc:
+            raise ConfigError(f"{weights}: its stored training config is invalid ({exc}); "
+                              "pass the training config with --config YAML") from None
+    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
+    hints = {key: value for key, value in info.input_hints.items() if key in data_fields}
+    if hints:
+        return from_dict(DataConfig, hints, prefix="data")
     raise ConfigError(
         f"{weights} does not say how its clips were made (frames, stride, short side); "
         "pass the training config with --config YAML"
@@ -110,7 +109,7 @@ class ActionPredictor:
         return max(self.offsets) - min(self.offsets) + 1
 
     def prepare_frame(self, frame_rgb: np.ndarray) -> torch.Tensor:
-        clip, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], torch.zeros(0, 4))
+        clip, _, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], torch.zeros(0, 4))
         return clip
 
     @staticmethod
@@ -119,7 +118,7 @@ class ActionPredictor:
 
     def model_boxes(self, frame_rgb: np.ndarray, boxes_xyxy_abs: np.ndarray) -> torch.Tensor:
         boxes = torch.as_tensor(boxes_xyxy_abs, dtype=torch.float64).float()
-        _, boxes, _ = self.transform(torch.from_numpy(frame_rgb)[None], boxes)
+        _, boxes, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], boxes)
         return boxes
 
     @torch.inference_mode()
@@ -143,6 +142,7 @@ class ActionPredictor:
             "sampling_rate": cfg.sampling_rate,
             "slow_sampling": cfg.slow_sampling,
             "test_short_side": cfg.test_short_side,
+            "video_resample_fps": cfg.video_resample_fps,
             "precision": self.precision,
         }
 

@@ -140,11 +140,11 @@ def torchvision_weights_file(url: str, opener: Callable = urllib.request.urlopen
     leaves nothing behind), with a progress bar, and offline an error naming the URL and the
     path to put the file at.
     """
-    from sfdet.models.registry import _download
+    from sfdet.models.registry import download
 
     path = Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
     if not path.is_file():
-        _download(url, path, opener, progress)
+        download(url, path, opener, progress)
     return path
 
 

@@ -96,7 +96,8 @@ class _Keyframe:
 
     time: float  # video time (s)
     timestamp: float  # as written in the outputs (video time + time offset, or the given timestamp)
-    centre: int  # index of its centre frame
+    centre: int  # index of its centre frame in the stream clips are cut from (the grid point when resampling)
+    source_centre: int  # that frame's index among the decoded frames (written out, drawn on)
     boxes_norm: np.ndarray  # (N, 4) float32
     detector_scores: np.ndarray  # (N,)
     track_ids: np.ndarray  # (N,)
@@ -126,7 +127,8 @@ class _VideoRun:
         self.time_offset = predictor.cfg.time_offset if options.time_offset is None else options.time_offset
         times, self._timestamp_of = _keyframe_times(options, self.time_offset)
         # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
-        self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames)
+        self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames,
+                                  resample_fps=predictor.cfg.video_resample_fps)
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)
         self.tracker = IouTracker(options.track_min_iou, options.track_max_age)
@@ -150,7 +152,7 @@ class _VideoRun:
             for item in bar:
                 self.ring.append(item.index, item.prepared)
                 for time_s in item.keyframes:
-                    self._detect(time_s, item.index, item.rgb)
+                    self._detect(time_s, item.index, item.source_index, item.rgb)
                 while self.pending and self.pending[0].centre + last_offset <= item.index:
                     self._enqueue(self.pending.popleft(), num_frames=item.index + 1)
             while self.pending:  # the video ended: the windows repeat its last frame
@@ -183,7 +185,7 @@ class _VideoRun:
             "label_map": {str(k): v for k, v in self.predictor.label_map.items()},
         })
 
-    def _detect(self, time_s: float, centre: int, frame_rgb: np.ndarray) -> None:
+    def _detect(self, time_s: float, centre: int, source_centre: int, frame_rgb: np.ndarray) -> None:
         """Persons of a keyframe, on its full-resolution centre frame."""
         tick = time.perf_counter()
         timestamp = self.timestamp(time_s)
@@ -192,7 +194,8 @@ class _VideoRun:
         boxes_norm = boxes_xyxy_abs / np.array([width, height, width, height], dtype=np.float32)
         track_ids = self.tracker.update(boxes_xyxy_abs)
         model_boxes = self.predictor.model_boxes(frame_rgb, boxes_xyxy_abs)
-        self.pending.append(_Keyframe(time_s, timestamp, centre, boxes_norm, scores, track_ids, model_boxes))
+        self.pending.append(_Keyframe(time_s, timestamp, centre, source_centre, boxes_norm, scores, track_ids,
+                                      model_boxes))
         self.result.times.detect += time.perf_counter() - tick
 
     def _enqueue(self, keyframe: _Keyframe, num_frames: int) -> None:
@@ -224,7 +227,8 @@ class _VideoRun:
                              scores[i])
             for i in range(len(keyframe.boxes_norm))
         ]
-        self.writer.write_keyframe(KeyframePrediction(self.video_id, keyframe.timestamp, keyframe.centre, persons))
+        self.writer.write_keyframe(KeyframePrediction(self.video_id, keyframe.timestamp, keyframe.source_centre,
+                                                      persons))
         self.result.keyframes += 1
         if self.renderer is not None:
             names = list(self.predictor.label_map.values())
@@ -234,7 +238,7 @@ class _VideoRun:
                 top = np.argsort(-person.action_scores, kind="stable")[:3]
                 labels.append([f"{names[i]} {person.action_scores[i]:.2f}" for i in top
                                if person.action_scores[i] >= threshold])
-            self.renderer.show(keyframe.centre, Overlay(keyframe.boxes_norm, keyframe.track_ids, labels))
+            self.renderer.show(keyframe.source_centre, Overlay(keyframe.boxes_norm, keyframe.track_ids, labels))
 
     def _finish(self, started: float) -> None:
         result, stream, times = self.result, self.stream, self.result.times

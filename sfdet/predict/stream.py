@@ -10,8 +10,11 @@ reads it), so memory does not grow with the video's length.
 Frame timing follows `sfdet.data.video`: frame times are presentation
 timestamps from the stream's start, and a keyframe's centre is the decoded
 frame nearest to its time (ties: the earlier frame), so a streamed clip is the
-clip the Dataset reads. Damaged packets are skipped with a warning and
-decoding goes on; what was decoded is kept.
+clip the Dataset reads. With `resample_fps` (`data.video_resample_fps`) the
+stream is the Dataset's fixed-rate grid instead (`resample_frames`, built on
+`sfdet.data.video.resample_to_grid`): a repeated frame is prepared once.
+Damaged packets are skipped with a warning and decoding goes on; what was
+decoded is kept.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -29,7 +33,7 @@ import av
 import numpy as np
 
 from sfdet.data.clip_sampling import END_TOLERANCE_FRAMES, clamped_indices
-from sfdet.data.video import VideoInfo, VideoReader
+from sfdet.data.video import VideoInfo, VideoReader, rate_fraction, resample_to_grid
 from sfdet.errors import DataError
 
 # Give up on a file after this many damaged packets in a row: it is not a video any more.
@@ -40,9 +44,11 @@ MAX_CONSECUTIVE_BAD_PACKETS = 100
 class DecodedFrame:
     """One frame of the stream, in presentation order."""
 
-    index: int  # 0-based position in the decoded stream
-    time: float  # seconds from the stream's start (presentation timestamp)
+    index: int  # 0-based position in the stream: decode order, or the grid point when resampling
+    time: float  # seconds from the stream's start (presentation timestamp, or grid point / fps)
     rgb: np.ndarray  # (H, W, 3) uint8
+    source_index: int  # 0-based position among the decoded frames (= index without resampling)
+    exact_time: Fraction  # `time`, exact (resampling rounds it as ffmpeg does)
 
 
 @dataclass
@@ -96,9 +102,21 @@ def decode_frames(path: str | Path, report: DecodeReport | None = None) -> Itera
             for frame in frames:
                 if frame.pts is None:
                     raise DataError(f"{path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
-                time = float((frame.pts - start_pts) * time_base)
-                yield DecodedFrame(report.frames, time, frame.to_ndarray(format="rgb24"))
+                time = (frame.pts - start_pts) * time_base
+                index = report.frames
+                yield DecodedFrame(index, float(time), frame.to_ndarray(format="rgb24"), index, time)
                 report.frames += 1
+
+
+def resample_frames(frames: Iterable[DecodedFrame], fps: float, frame_period: Fraction) -> Iterator[DecodedFrame]:
+    """Decoded frames -> the frames of the `fps` grid, as `VideoReader(path, resample_fps=fps)` counts them.
+
+    `frame_period`: the header's frame period, the duration of the last frame. A frame repeated on
+    several grid points is the same array each time.
+    """
+    rate = rate_fraction(fps)
+    for k, frame in resample_to_grid(((f.exact_time, f) for f in frames), rate, frame_period):
+        yield DecodedFrame(k, float(k / rate), frame.rgb, frame.source_index, Fraction(k) / rate)
 
 
 class NearestFrameMatcher:
@@ -137,9 +155,10 @@ class NearestFrameMatcher:
 class StreamItem:
     """A prepared frame, plus what the consumer needs when it is a keyframe centre."""
 
-    index: int
+    index: int  # position in the stream clips are cut from (the grid point when resampling)
     time: float
     prepared: Any  # what `prepare_frame` returned for this frame
+    source_index: int  # position among the decoded frames (what the renderer draws on)
     keyframes: list[float] = field(default_factory=list)  # keyframe times whose centre this frame is
     rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty
 
@@ -154,6 +173,7 @@ class FrameStream:
         iterator, e.g. every second: only the ones inside the video are used).
     prepare_frame: (H, W, 3) uint8 -> anything; runs in the decoder thread.
     max_queued: frames the decoder may run ahead of the consumer.
+    resample_fps: stream the frames of this rate's grid (`data.video_resample_fps`), None: the decoded frames.
 
     Keyframes after the last frame (beyond the end tolerance of
     `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
@@ -165,9 +185,11 @@ class FrameStream:
         keyframe_times: Iterable[float],
         prepare_frame: Callable[[np.ndarray], Any],
         max_queued: int = 8,
+        resample_fps: float | None = None,
     ):
         self.path = Path(path)
         self.info = open_video(self.path)
+        self.resample_fps = resample_fps
         self.report = DecodeReport()
         self.dropped_keyframes: list[float] = []
         self.decode_seconds = 0.0  # decoder-thread time spent decoding and preparing frames
@@ -195,8 +217,11 @@ class FrameStream:
             matcher = NearestFrameMatcher(self._keyframe_times)
             held: StreamItem | None = None  # one frame of lookahead: its keyframes are not all known yet
             held_rgb: np.ndarray | None = None
-            last_period = 1.0 / self.info.fps
+            last_period = 1.0 / (self.resample_fps or self.info.fps)
             frames = decode_frames(self.path, self.report)
+            if self.resample_fps:
+                frames = resample_frames(frames, self.resample_fps, 1 / rate_fraction(self.info.fps))
+            prepared_source, prepared = -1, None  # a frame repeated on the grid is prepared once
             while True:
                 tick = time.perf_counter()
                 frame = next(frames, None)
@@ -212,7 +237,9 @@ class FrameStream:
                     if not self._put(held):  # blocks while the consumer is behind: not decode time
                         return
                     tick = time.perf_counter()
-                held = StreamItem(frame.index, frame.time, self._prepare_frame(frame.rgb), current_keyframes)
+                if frame.source_index != prepared_source:
+                    prepared_source, prepared = frame.source_index, self._prepare_frame(frame.rgb)
+                held = StreamItem(frame.index, frame.time, prepared, frame.source_index, current_keyframes)
                 held_rgb = frame.rgb
                 self.decode_seconds += time.perf_counter() - tick
             if held is None:
