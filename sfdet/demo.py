@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,8 @@ STATE_NAME = "demo.json"
 SUMMARY_NAME = "summary.txt"
 # Everything the demo writes under OUT (and all that --overwrite removes: never a user's other files).
 OUTPUT_ENTRIES = ("data", "detector", "proposals", "train", "eval", "predict", "figures", STATE_NAME, SUMMARY_NAME)
-BOX_SOURCES = ("detector", "simulated")  # the val boxes frame-mAP is measured with
+# The val boxes frame-mAP is measured with: the fine-tuned detector's proposals, the toy set's simulated ones.
+BOX_SOURCES = {"detector": "fine-tuned detector", "simulated": "simulated detector"}
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,8 @@ class DemoSummary:
     quick: bool
     seed: int
     detector_ap: float | None  # person AP@0.5 on val (VOC all-points)
-    proposal_recall: dict[str, float]  # recall@0.5 of the val GT persons, per box source
+    score_thresh: float  # the action model's cut on proposal scores (data.detection_score_thresh)
+    proposal_recall: dict[str, float]  # recall@0.5 of the val GT persons by the boxes >= score_thresh, per box source
     frame_map: float  # action frame-mAP@0.5 on val with the fine-tuned detector's boxes
     frame_map_simulated: float  # ... with the simulated detector's proposals
     table: str  # per-class AP (%) with each box source
@@ -127,11 +128,12 @@ class DemoSummary:
         loss = self.frame_map_simulated - self.frame_map
         lines = [
             f"sfdet demo{' --quick' if self.quick else ''} (seed {self.seed}): {self.out_dir}",
-            f"  person detector       AP@0.5 {pct(self.detector_ap)} on val; val person recall@0.5 "
-            + ", ".join(f"{name} boxes {pct(r)}" for name, r in self.proposal_recall.items()),
+            f"  person detector       AP@0.5 {pct(self.detector_ap)} on val (fine-tuned on the train split's boxes)",
+            f"  val person recall     IoU 0.5, boxes scoring >= {self.score_thresh:g}: "
+            + ", ".join(f"{name} {pct(r)}" for name, r in self.proposal_recall.items()),
             f"  action frame-mAP@0.5  {pct(self.frame_map)} with the fine-tuned detector's boxes",
             f"                        {pct(self.frame_map_simulated)} with the simulated detector's proposals "
-            f"({'-' if loss >= 0 else '+'}{100 * abs(loss):.2f} points with the fine-tuned detector)",
+            f"(the fine-tuned detector {'loses' if loss >= 0 else 'gains'} {100 * abs(loss):.2f} points)",
             "",
             "Per-class AP@0.5 (%) on val, by the boxes the action model scored:",
             self.table,
@@ -325,7 +327,7 @@ def predict_val_videos(ctx: DemoContext, boxes: str) -> Path:
 
 def evaluate(ctx: DemoContext) -> None:
     for boxes in BOX_SOURCES:
-        ctx.log(f"      val predictions with the {boxes} boxes")
+        ctx.log(f"      val predictions with the {BOX_SOURCES[boxes]}'s boxes")
         predict_val_videos(ctx, boxes)
 
 
@@ -344,7 +346,7 @@ def predict_and_render(ctx: DemoContext) -> None:
 
 
 def rendered_video(ctx: DemoContext) -> Path:
-    return ctx.paths.predict / f"{val_videos(ctx)[0].stem}.pred.mp4"
+    return ctx.paths.predict / f"{val_videos(ctx)[0].stem}.pred.mp4"  # `sfdet predict --render`'s name
 
 
 @dataclass(frozen=True)
@@ -381,15 +383,15 @@ def comparison_table(results: dict) -> str:
     def pct(value: float) -> str:
         return "   n/a" if math.isnan(value) else f"{100 * value:6.2f}"
 
-    first = results[BOX_SOURCES[0]]
+    first = results["detector"]
     width = max([len("class")] + [len(name) for name in first.label_map.values()])
-    header = f"{'id':>3}  {'class':<{width}}  {'GT':>5}  " + "  ".join(f"{b + ' boxes':>16}" for b in BOX_SOURCES)
+    header = f"{'id':>3}  {'class':<{width}}  {'GT':>5}  " + "  ".join(f"{label:>19}" for label in BOX_SOURCES.values())
     lines = [header, "-" * len(header)]
     for class_id, name in first.label_map.items():
-        aps = "  ".join(f"{pct(results[b].per_class_ap[class_id]):>16}" for b in BOX_SOURCES)
+        aps = "  ".join(f"{pct(results[b].per_class_ap[class_id]):>19}" for b in BOX_SOURCES)
         lines.append(f"{class_id:>3}  {name:<{width}}  {first.gt_counts[class_id]:>5}  {aps}")
     lines.append("-" * len(header))
-    lines.append(f"{'':>3}  {'mAP':<{width}}  {'':>5}  " + "  ".join(f"{pct(results[b].map):>16}" for b in BOX_SOURCES))
+    lines.append(f"{'':>3}  {'mAP':<{width}}  {'':>5}  " + "  ".join(f"{pct(results[b].map):>19}" for b in BOX_SOURCES))
     return "\n".join(lines)
 
 
@@ -441,7 +443,7 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
         results[boxes] = result
         proposals = ava.read_proposals(paths.proposals("val") if boxes == "detector" else
                                        paths.simulated_proposals("val"))
-        recall[boxes] = proposal_recall(gt, proposals, list(label_map), cfg.detection_score_thresh)[0.5]
+        recall[BOX_SOURCES[boxes]] = proposal_recall(gt, proposals, list(label_map), cfg.detection_score_thresh)[0.5]
 
     figures = paths.figures
     figures.mkdir(parents=True, exist_ok=True)
@@ -467,7 +469,7 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
     }
     return DemoSummary(
         out_dir=paths.root, quick=quick, seed=ctx.seed, detector_ap=detector_info.get("person_ap50_val"),
-        proposal_recall=recall, frame_map=results["detector"].map, frame_map_simulated=results["simulated"].map,
+        score_thresh=cfg.detection_score_thresh, proposal_recall=recall, frame_map=results["detector"].map, frame_map_simulated=results["simulated"].map,
         table=comparison_table(results), per_class_ap=names["detector"],
         per_class_ap_simulated=names["simulated"], artifacts=artifacts, stage_seconds=stage_seconds,
     )

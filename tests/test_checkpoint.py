@@ -175,7 +175,8 @@ def test_pyslowfast_file_loads_to_identical_outputs(tmp_path, small):
     loaded, info = load_checkpoint(path)
     assert info.format == "pyslowfast"
     assert info.fits_exactly and info.model_config == cfg
-    assert info.input_hints == {"num_frames": 8, "sampling_rate": 2}
+    assert info.input_hints == {"num_frames": 8, "sampling_rate": 2, "slow_sampling": "linspace"}
+    assert info.train_config is None
     torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
 
 
@@ -186,6 +187,29 @@ def test_pyslowfast_cfg_hints_override_defaults(tmp_path, small):
                                                                   "DETECTION": {"ALIGNED": True}}))
     _, info = load_checkpoint(path)
     assert (info.model_config.alpha, info.model_config.roi_aligned) == (2, True)
+    assert info.input_hints == {}  # no DATA section: nothing said about the clips
+
+
+def test_pyslowfast_cfg_data_section_gives_the_clip_settings(tmp_path, small):
+    cfg, model, _ = small
+    path = tmp_path / "clips.pyth"
+    data = {"NUM_FRAMES": 64, "SAMPLING_RATE": 2, "TEST_CROP_SIZE": 224, "MEAN": [0.5, 0.4, 0.3], "STD": [0.2, 0.2, 0.25]}
+    _write_pyslowfast(path, model, cfg, cfg_field=yaml.safe_dump({"SLOWFAST": {"ALPHA": cfg.alpha}, "DATA": data}))
+    _, info = load_checkpoint(path)
+    assert info.input_hints == {"num_frames": 64, "sampling_rate": 2, "test_short_side": 224,
+                                "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.25], "slow_sampling": "linspace"}
+
+
+def test_training_config_of_an_sfdet_checkpoint_is_returned(tmp_path, small):
+    _, model, _ = small
+    train_config = {"seed": 3, "data": {"num_frames": 8, "video_resample_fps": 30.0}, "train": {"epochs": 2}}
+    path = save_sfdet_checkpoint(tmp_path / "trained.pt", model, config=train_config, train_state={"epoch": 2})
+    _, info = load_checkpoint(path)
+    assert info.train_config == train_config
+    assert load_checkpoint(save_sfdet_checkpoint(tmp_path / "plain.pt", model))[1].train_config is None
+    broken = save_sfdet_checkpoint(tmp_path / "broken.pt", model, config="data.num_frames=8")
+    with pytest.raises(CheckpointError, match=r"broken\.pt: its stored training config \('config'\) is not a mapping"):
+        load_checkpoint(broken)
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy-torch-layout"])
@@ -248,7 +272,7 @@ def test_sfdet_round_trip_via_convert(tmp_path, small, capsys):
     pyslowfast, out2 = tmp_path / "model.pyth", tmp_path / "model2_sfdet.pyth"  # input hints travel along
     _write_pyslowfast(pyslowfast, model, cfg)
     assert cli.main(["convert", str(pyslowfast), str(out2)]) == 0
-    assert load_checkpoint(out2)[1].input_hints == {"num_frames": 8, "sampling_rate": 2}
+    assert load_checkpoint(out2)[1].input_hints == {"num_frames": 8, "sampling_rate": 2, "slow_sampling": "linspace"}
     torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
 
 

@@ -16,7 +16,7 @@ from sfdet.data import ava
 from sfdet.data.config import DataConfig
 from sfdet.data.dataset import AvaDataset, SkippedClipWarning, build_loader, collate_fn
 from sfdet.data.frames import frame_path
-from sfdet.data.labels import detection_boxes, merge_gt_boxes, training_targets
+from sfdet.data.labels import detection_boxes, flip_label_columns, merge_gt_boxes, training_targets
 from sfdet.data.video import write_video
 from sfdet.errors import ConfigError, DataError
 
@@ -179,6 +179,50 @@ def test_video_and_frames_sources_give_the_same_samples(tiny):
     fast = sample["inputs"][1]
     assert (fast[:, :, 17:46, 25:47] > 1.2).all() and (fast[:, :, :, 50:] < 0.6).all()
     from_video.close()
+
+
+def test_video_resampled_to_a_fixed_rate_grid(tiny):
+    # 15 fps videos on a 30 fps grid: grid point k shows frame k // 2 (ffmpeg's -r 30 doubles each frame),
+    # so 4 grid points 2 apart around a keyframe are 4 consecutive frames: Fast 4 x 2 at 30 = Fast 4 x 1 at 15.
+    resampled = AvaDataset(DataConfig(**{**tiny.__dict__, "video_resample_fps": 30.0}), "val", alpha=None)
+    consecutive = AvaDataset(DataConfig(**{**tiny.__dict__, "sampling_rate": 1}), "val", alpha=None)
+    assert resampled.offsets == [-4, -2, 0, 2] and consecutive.offsets == [-2, -1, 0, 1]
+    for i in range(len(resampled)):
+        assert torch.equal(resampled[i]["inputs"][0], consecutive[i]["inputs"][0])
+    plain = AvaDataset(tiny, "val", alpha=None)  # without resampling the same offsets span twice the time
+    assert not torch.equal(plain[1]["inputs"][0], resampled[1]["inputs"][0])
+    for dataset in (resampled, consecutive, plain):
+        dataset.close()
+
+
+def test_flip_label_columns():
+    assert flip_label_columns([1, 2, 5], [[2, 5]]).tolist() == [0, 2, 1]
+    assert flip_label_columns([1, 2, 5], []) is None
+    with pytest.raises(ConfigError, match=r"'data.flip_label_pairs': action id 9 is not in the label map"):
+        flip_label_columns([1, 2, 5], [[2, 9]])
+    with pytest.raises(ConfigError, match=r"'data.flip_label_pairs': action id 2 is in more than one pair"):
+        DataConfig(flip_label_pairs=[[1, 2], [2, 5]])
+
+
+def test_flipped_training_clips_swap_the_paired_labels(tiny):
+    # Person boxes carry actions 1 and 2; with pairs [[2, 5]] a flipped clip's boxes carry 1 and 5.
+    with pytest.warns(UserWarning, match="ghost"):
+        dataset = AvaDataset(DataConfig(**{**tiny.__dict__, "flip_label_pairs": [[2, 5]]}), "train", alpha=None)
+    transform, flips = dataset.transform, []
+
+    def recording_transform(frames, boxes):
+        result = transform(frames, boxes)
+        flips.append(result[3])
+        return result
+
+    dataset.transform = recording_transform
+    for seed in range(12):
+        torch.manual_seed(seed)
+        labels = dataset[0]["labels"]
+        expected = [1, 0, 1] if flips[-1] else [1, 1, 0]
+        assert len(labels) and all(row == expected for row in labels.tolist()), (seed, flips[-1])
+    assert set(flips) == {True, False}
+    dataset.close()
 
 
 def test_collate_pads_and_flattens_boxes():

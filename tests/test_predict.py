@@ -97,6 +97,58 @@ def test_predict_matches_the_evaluation_path(toy, tmp_path, capsys):
     assert _map_of(capsys.readouterr().out) == pytest.approx(expected, abs=1e-9)
 
 
+def test_resampled_predict_matches_the_resampled_dataset(toy, tmp_path):
+    # data.video_resample_fps in the checkpoint's training config: the stream cuts the Dataset's grid clips.
+    # 15 fps on a 30 fps grid at stride 1: every frame twice, so a clip that ignored the grid would differ.
+    cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml",
+                      [f"data.root={toy['root']}", "data.video_resample_fps=30", "data.sampling_rate=1"])
+    cfg.model.num_classes = len(toy["label_map"])
+    model, _ = load_checkpoint(toy["checkpoint"])
+    checkpoint = save_sfdet_checkpoint(tmp_path / "resampled.pt", model, toy["label_map"], config=to_dict(cfg))
+    out = tmp_path / "out"
+    assert _predict(toy["video"], "--weights", checkpoint, "--boxes", toy["boxes"], "--out", out,
+                    "--timestamps", "2,4", "--device", "cpu") == 0
+    records = read_jsonl(out / "toy_val_000.jsonl")
+    assert records[0]["model"]["video_resample_fps"] == 30.0
+    assert [r["frame_index"] for r in records if r["type"] == "keyframe"] == [30, 60]  # decoded frames, 15 fps
+    predicted = read_predictions_csv(out / "toy_val_000.csv")
+
+    dataset = AvaDataset(cfg.data, "val", alpha=cfg.model.alpha)
+    indices = [i for i, (_, t) in enumerate(dataset.samples) if t in (2.0, 4.0)]
+    keyframes = score_keyframes(model, dataset, indices, batch_size=1, num_workers=0, device=torch.device("cpu"))
+    class_ids = np.array(list(toy["label_map"]))
+    compared = 0
+    for keyframe in keyframes:
+        rows = predicted[predicted["timestamp"] == keyframe.timestamp]
+        for box, scores in zip(keyframe.boxes_norm, keyframe.scores):
+            mine = rows[np.abs(rows[["x1", "y1", "x2", "y2"]].to_numpy() - box).max(axis=1) < 1e-6]
+            np.testing.assert_allclose(mine.set_index("action_id").loc[class_ids, "score"].to_numpy(), scores,
+                                       rtol=0, atol=1e-5)
+            compared += 1
+    assert compared >= 2
+
+
+def test_clip_settings_come_from_the_training_config_or_the_input_facts(toy):
+    from sfdet.errors import ConfigError
+    from sfdet.models.checkpoint import CheckpointInfo
+    from sfdet.models.registry import MODELS
+    from sfdet.predict.actions import clip_settings
+
+    _, info = load_checkpoint(toy["checkpoint"])
+    assert info.train_config is not None and clip_settings("toy.pt", info) == toy["cfg"].data
+    published = CheckpointInfo("x.pyth", "pytorchvideo", info.model_config, None,
+                               input_hints=MODELS["slow_r50_detection"].input_spec())
+    data = clip_settings("slow_r50_detection", published)
+    assert (data.num_frames, data.sampling_rate, data.slow_sampling, data.test_short_side, data.video_resample_fps) \
+        == (4, 16, "linspace", 256, 30.0)
+    with pytest.raises(ConfigError, match=r"x\.pyth does not say how its clips were made"):
+        clip_settings("x.pyth", CheckpointInfo("x.pyth", "pytorchvideo", info.model_config, None))
+    broken = CheckpointInfo("m.pt", "sfdet", info.model_config, None, train_config={"data": {"num_frame": 8}})
+    with pytest.raises(ConfigError, match=r"m\.pt: its stored training config is invalid \(unknown config key "
+                                          r"'data\.num_frame'"):
+        clip_settings("m.pt", broken)
+
+
 def test_outputs_json_tracks_and_rendered_video(toy, tmp_path):
     out = tmp_path / "out"
     assert _predict(toy["video"], "--weights", toy["checkpoint"], "--boxes", toy["boxes"], "--out", out,

@@ -37,15 +37,33 @@ def test_matcher_picks_the_nearest_frame_ties_to_the_earlier():
     assert list(matcher.remaining()) == [0.5]
 
 
-def test_streamed_clips_equal_the_dataset_reader(video):
+@pytest.fixture(scope="module")
+def video_25fps(tmp_path_factory):
+    path = tmp_path_factory.mktemp("stream25") / "clip25.mp4"
+    write_video(path, _frames(63), fps=25, keyframe_interval=10)  # 2.52 s
+    return path
+
+
+@pytest.mark.parametrize("source, resample_fps", [("video", None), ("video_25fps", 30.0)],
+                         ids=["decoded-frames", "25fps-on-a-30fps-grid"])
+def test_streamed_clips_equal_the_dataset_reader(request, source, resample_fps):
+    video = request.getfixturevalue(source)
     offsets = clip_offsets(num_frames=8, sampling_rate=2)  # 16 raw frames, like a small Fast pathway
-    times = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 9.0]  # 3.0 and 9.0 are after the last frame (2.47 s)
-    stream = FrameStream(video, times, prepare_frame=lambda rgb: rgb.copy(), max_queued=2)
+    times = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 9.0]  # 3.0 and 9.0 are after the last frame (~2.5 s)
+    prepared_frames = []
+
+    def prepare(rgb):
+        prepared_frames.append(rgb)
+        return rgb.copy()
+
+    stream = FrameStream(video, times, prepare_frame=prepare, max_queued=2, resample_fps=resample_fps)
     ring = FrameRing(capacity=max(offsets) - min(offsets) + 1)
     pending: list[tuple[float, int]] = []
     clips: dict[float, np.ndarray] = {}
     detector_frames: dict[float, np.ndarray] = {}
+    source_of: list[int] = []
     for item in stream:
+        source_of.append(item.source_index)
         ring.append(item.index, item.prepared)
         for t in item.keyframes:
             detector_frames[t] = item.rgb
@@ -55,10 +73,16 @@ def test_streamed_clips_equal_the_dataset_reader(video):
             clips[t] = np.stack(ring.window(centre, offsets, num_frames=item.index + 1))
     for t, centre in pending:  # the end of the video: windows clamp to the last frame
         clips[t] = np.stack(ring.window(centre, offsets, num_frames=ring.last_index + 1))
-    assert stream.report.frames == 38 and stream.report.bad_packets == 0
+    decoded = 38 if resample_fps is None else 63
+    assert stream.report.frames == decoded and stream.report.bad_packets == 0
+    assert len(prepared_frames) == decoded  # a frame repeated on the grid is prepared once
+    if resample_fps is None:
+        assert source_of == list(range(38))
+    else:  # 6 grid points per 5 frames; the grid ends with the last frame: round(63 / 25 * 30) = 76 points
+        assert source_of[:7] == [0, 1, 2, 2, 3, 4, 5] and len(source_of) == 76 and source_of[-1] == 62
     assert stream.dropped_keyframes == [3.0, 9.0]
     assert sorted(clips) == times[:6]
-    with VideoReader(video) as reader:
+    with VideoReader(video, resample_fps=resample_fps) as reader:
         for t, clip in clips.items():
             expected = reader.read_clip(t, offsets).numpy()
             np.testing.assert_array_equal(clip, expected, err_msg=f"keyframe {t}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from sfdet.data.config import DataConfig
 from sfdet.errors import CheckpointError
 from sfdet.models import ModelConfig, build_model, registry
 from sfdet.models.checkpoint import load_checkpoint, save_sfdet_checkpoint
@@ -43,6 +44,38 @@ def test_reported_numbers():
         "SLOWFAST_32x2_R101_50_50_v2.1": (28.2, "2.1"),
         "SLOWFAST_64x2_R101_50_50": (29.4, "2.2"),
     }
+
+
+def test_input_specs_of_the_published_models():
+    # PySlowFast configs/AVA/c2/SLOWFAST_{32x2,64x2}_R101_50_50*.yaml: DATA.NUM_FRAMES / SAMPLING_RATE,
+    # TEST_CROP_SIZE 256, DATA.MEAN/STD defaults; PyTorchVideo model zoo: SLOWFAST 8x8 (Fast 32 x 2),
+    # SLOW 4x16; all trained on AVA's 30 fps frames with linspace Slow packing.
+    frames = {name: (m.input_spec()["num_frames"], m.input_spec()["sampling_rate"]) for name, m in registry.MODELS.items()}
+    assert frames == {
+        "slowfast_r50_detection": (32, 2),
+        "slow_r50_detection": (4, 16),
+        "SLOWFAST_32x2_R101_50_50": (32, 2),
+        "SLOWFAST_32x2_R101_50_50_v2.1": (32, 2),
+        "SLOWFAST_64x2_R101_50_50": (64, 2),
+    }
+    for entry in registry.MODELS.values():
+        spec = entry.input_spec()
+        assert {k: spec[k] for k in ("slow_sampling", "test_short_side", "mean", "std", "video_resample_fps")} == {
+            "slow_sampling": "linspace", "test_short_side": 256, "mean": [0.45] * 3, "std": [0.225] * 3,
+            "video_resample_fps": 30.0}
+        DataConfig(**spec)  # every key is a valid DataConfig field
+
+
+def test_download_is_public_and_atomic(tmp_path):
+    served = tmp_path / "server" / "weights.pth"
+    served.parent.mkdir()
+    served.write_bytes(b"w" * 3000)
+    destination = tmp_path / "cache" / "weights.pth"
+    registry.download(served.as_uri(), destination, progress=False)
+    assert destination.read_bytes() == served.read_bytes()
+    with pytest.raises(CheckpointError, match=r"cannot download .*missing\.pth .*put it at .*other\.pth$"):
+        registry.download((tmp_path / "missing.pth").as_uri(), tmp_path / "cache" / "other.pth", progress=False)
+    assert sorted(p.name for p in destination.parent.iterdir()) == ["weights.pth"]
 
 
 class Hub(typing.NamedTuple):
@@ -78,7 +111,9 @@ def test_download_goes_to_the_hub_cache_and_loads_by_name(hub):
 
     loaded, info = load_checkpoint("tiny", progress=False)
     assert info.registry_entry is entry and info.source == str(cached)
-    assert len(info.label_map) == 80 and info.input_hints == {"num_frames": 4, "sampling_rate": 16}
+    assert len(info.label_map) == 80 and info.input_hints == {
+        "num_frames": 4, "sampling_rate": 16, "slow_sampling": "linspace", "test_short_side": 256,
+        "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225], "video_resample_fps": 30.0}
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 

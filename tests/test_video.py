@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import av
@@ -159,3 +160,85 @@ def test_missing_video_and_keyframe_before_start(tmp_path):
     write_video(video, pattern_frames(15), 15)
     with pytest.raises(DataError, match="before the first frame; check data.time_offset"):
         VideoReader(video).read_clip(-3.0, OFFSETS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Resampling to a fixed frame-rate grid (data.video_resample_fps): AVA's `ffmpeg -r 30` frames
+
+
+def source_of_grid_point_25_to_30(k: int) -> int:
+    """25 -> 30 fps, written out: the latest frame i with round(1.2 i) <= k, i.e. 1.2 i < k + 0.5 (never a tie)."""
+    return math.ceil((10 * k + 5) / 12) - 1
+
+
+def test_25fps_video_read_on_a_30fps_grid(tmp_path):
+    video = tmp_path / "v25.mp4"
+    write_video(video, pattern_frames(50), 25, keyframe_interval=6)  # 2 s
+    _, images = decode_all(video)
+    num_points = 60  # round((49 / 25 + 1 / 25) * 30): the grid ends where the last frame does
+    grid = [images[source_of_grid_point_25_to_30(k)] for k in range(num_points)]
+    assert [source_of_grid_point_25_to_30(k) for k in range(7)] == [0, 1, 2, 2, 3, 4, 5]  # 6 points per 5 frames
+
+    def expected(t):
+        centre = min(range(num_points), key=lambda k: (abs(k / 30 - t), k))
+        return torch.stack([grid[min(max(centre + o, 0), num_points - 1)] for o in OFFSETS])
+
+    with VideoReader(video, resample_fps=30) as reader:
+        for t in [0.0, 0.06, 0.5, 0.95, 1.0, 1.2345, 1.9, 1.99, 0.5]:  # start, seeks, end (clamped), back again
+            assert torch.equal(reader.read_clip(t, OFFSETS), expected(t)), t
+        with pytest.raises(DataError, match=r"v25\.mp4: keyframe at video time 2\.100 s is after the last readable"):
+            reader.read_clip(2.1, OFFSETS)
+
+
+def test_resampling_a_30fps_video_changes_nothing(tmp_path):
+    video = tmp_path / "v30.mp4"
+    write_video(video, pattern_frames(60), 30, keyframe_interval=6)
+    with VideoReader(video) as plain, VideoReader(video, resample_fps=30) as resampled:
+        for t in [0.0, 0.4, 1.0, 1.37, 1.95]:
+            assert torch.equal(resampled.read_clip(t, OFFSETS), plain.read_clip(t, OFFSETS)), t
+
+
+def fps_filter_frames(path, fps: str) -> list[np.ndarray]:
+    """Reference: libavfilter's own `fps=FPS:round=near` (what `ffmpeg -r` extraction is built on), via PyAV."""
+    outputs = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        graph = av.filter.Graph()
+        source, fps_filter, sink = graph.add_buffer(template=stream), graph.add("fps", f"fps={fps}:round=near"), \
+            graph.add("buffersink")
+        source.link_to(fps_filter)
+        fps_filter.link_to(sink)
+        graph.configure()
+
+        def drain():
+            while True:
+                try:
+                    frame = graph.pull()
+                except (av.error.BlockingIOError, av.error.EOFError):
+                    return
+                assert frame.pts == len(outputs)  # consecutive grid points from 0
+                outputs.append(frame.to_ndarray(format="rgb24"))
+
+        for frame in container.decode(stream):
+            graph.push(frame)
+            drain()
+        graph.push(None)
+        drain()
+    return outputs
+
+
+@pytest.mark.parametrize("rate, count", [(Fraction(24000, 1001), 40), (Fraction(30000, 1001), 505), (Fraction(60), 40)],
+                         ids=["23.976", "29.97", "60"])
+def test_resampled_frames_equal_the_ffmpeg_fps_filter(tmp_path, rate, count):
+    # 29.97 -> 30: frame 500 lands exactly half-way (500.5 grid steps) and rounds up; 60 -> 30 drops frames.
+    rng = np.random.default_rng(1)
+    video = tmp_path / "v.mp4"
+    write_video(video, [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(count)], rate,
+                keyframe_interval=12)
+    reference = fps_filter_frames(video, "30")
+    points = sorted({*range(0, len(reference), 7), *range(496, min(505, len(reference))), len(reference) - 1})
+    with VideoReader(video, resample_fps=30) as reader:
+        for k in points:
+            np.testing.assert_array_equal(reader.read_clip(k / 30, [0])[0].numpy(), reference[k], err_msg=f"point {k}")
+        last = (len(reference) - 1) / 30
+        np.testing.assert_array_equal(reader.read_clip(last, [1])[0].numpy(), reference[-1])  # the grid ends there

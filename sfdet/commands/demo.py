@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="start over: remove the demo's previous outputs in --out (default: resume)")
     parser.add_argument("--config", default=None,
                         help="action model config (default configs/toy/slowfast_tiny.yaml of this checkout)")
-    parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
+                        help="where the models run (default auto: CUDA when available)")
 
 
 def run(args: argparse.Namespace) -> int:

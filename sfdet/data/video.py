@@ -25,7 +25,9 @@ to `round(time * fps)`, halves away from zero, in exact arithmetic, and grid poi
 Because 900 s is a whole number of grid steps, starting the grid at the movie's start or at
 `-ss 900` gives the same points, so AVA second `t` is grid point `(t - 900) * 30` of the trimmed
 video (PySlowFast's frame index) or `t * 30` of the full movie; clip offsets then count grid
-points, exactly as they count extracted frames.
+points, exactly as they count extracted frames. (The ffmpeg command line's own `-r` sync, a
+float drop/duplicate rule, matches this for AVA's 23.976-30 fps sources except at rare
+near-ties in a simulation of it; from faster sources it may pick a frame one source frame later.)
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from sfdet.detection.keyframes import (
 from sfdet.detection.models import PERSON_LABEL, TINY_ARCH, build_model, save_detector
 from sfdet.engine.config import TrainConfig
 from sfdet.engine.solver import build_optimizer, build_scheduler
-from sfdet.errors import CheckpointError, DataError
+from sfdet.errors import CheckpointError, DataError, SfdetError
 from sfdet.evaluation import frame_map_from_arrays
 from sfdet.predict.detectors import load_torchvision_detector_state
 
@@ -129,12 +129,12 @@ def _batch(samples: list[TrainSample], device: torch.device, rng: random.Random)
     return images, targets
 
 
-def native_input_size(keyframes: list[Keyframe], cap: int) -> tuple[int, int]:
-    """(min_size, max_size) that keep the frames at their native size (short side capped at `cap`)."""
-    short = min(min(k.image.shape[:2]) for k in keyframes)
-    min_size = min(short, cap)
-    longest_ratio = max(max(k.image.shape[:2]) / min(k.image.shape[:2]) for k in keyframes)
-    return min_size, math.ceil(min_size * longest_ratio)
+def input_size_for(keyframes: list[Keyframe], min_size: int | None, cap: int) -> tuple[int, int]:
+    """(min_size, max_size) of the model's resize: short side `min_size` (default: the frames' native short
+    side, at most `cap`), long side allowed up to what the widest frame needs."""
+    short_side = min_size or min(min(min(k.image.shape[:2]) for k in keyframes), cap)
+    widest = max(max(k.image.shape[:2]) / min(k.image.shape[:2]) for k in keyframes)
+    return short_side, math.ceil(short_side * widest - 1e-6)
 
 
 def build_start_model(options: DetectorTrainOptions, input_size: tuple[int, int]) -> tuple[torch.nn.Module, dict]:
@@ -220,8 +220,7 @@ def train_detector(cfg: DataConfig, out_path: str | Path, options: DetectorTrain
     val_info, val_keyframes = (None, [])
     if options.evaluate and cfg.val_gt:
         val_info, val_keyframes = _load_split(cfg, "val", short_side, options.progress, lines)
-    input_size = (options.min_size, math.ceil(options.min_size * 1.78)) if options.min_size else \
-        native_input_size(train_keyframes, options.max_native_size)
+    input_size = input_size_for(train_keyframes, options.min_size, options.max_native_size)
     for line in lines:
         print_line(line)
     print_line(f"train-detector: {len(samples)} train keyframes ({sum(len(s.boxes_xyxy_abs) for s in samples)} person "
@@ -250,8 +249,8 @@ def train_detector(cfg: DataConfig, out_path: str | Path, options: DetectorTrain
             losses = model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
-                raise DataError(f"train-detector: the loss became {loss.item()} at iteration {iteration}; "
-                                "lower --lr")
+                raise SfdetError(f"train-detector: the loss became {loss.item()} at iteration {iteration}; "
+                                 "lower --lr")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -88,11 +88,16 @@ def move_batch(batch: dict, device: torch.device) -> tuple[list[torch.Tensor], l
     return inputs, boxes, batch["labels"].to(device, non_blocking=non_blocking).float()
 
 
+def _describe(cfg) -> str:
+    arch = "SlowFast" if cfg.arch == "slowfast" else "Slow-only"
+    return f"{arch} (depth {cfg.depth}, {cfg.num_stages} stages, width {cfg.width}, {cfg.num_classes} classes)"
+
+
 class Trainer:
     """Holds one run's state; `fit()` trains to the end (or to `train.max_iters`)."""
 
     def __init__(self, cfg: Config, ctx: dist_utils.DistContext, resume: str | None = None, fresh: bool = False,
-                 progress: bool = True, log=print):
+                 progress: bool = True, log=tqdm.write):
         self.cfg, self.ctx, self.progress = cfg, ctx, progress
         self.log = log if ctx.is_main else (lambda *a, **k: None)
         tc = cfg.train
@@ -140,6 +145,7 @@ class Trainer:
         self.best_map: float | None = None
         self.last_map: float | None = None
         self.loss_window = [0.0, 0]  # sum and count of losses since the last log record
+        self.skipped_clips = 0  # unreadable training clips (data.skip_bad_videos)
         self.last_checkpoint: Path | None = None
         resume_iteration = self._maybe_resume(resume, fresh)
         if ctx.is_main:
@@ -173,6 +179,7 @@ class Trainer:
         self.epoch, self.batch_in_epoch, self.iteration = state["epoch"], state["batch_in_epoch"], state["iteration"]
         self.best_map, self.last_map = state["best_map"], state["last_map"]
         self.loss_window = list(state["loss_window"])
+        self.skipped_clips = state["skipped_clips"]
         rng_states = state["rng"]
         restore_rng_state(rng_states[self.ctx.rank % len(rng_states)])
         self.last_checkpoint = path
@@ -195,6 +202,7 @@ class Trainer:
             "best_map": self.best_map,
             "last_map": self.last_map,
             "loss_window": list(self.loss_window),
+            "skipped_clips": self.skipped_clips,
             "world_size": self.ctx.world_size,
         }
 
@@ -217,10 +225,15 @@ class Trainer:
     # ------------------------------------------------------------------
     def _step(self, batch: dict) -> float:
         tc, device = self.cfg.train, self.ctx.device
-        inputs, boxes, targets = move_batch(batch, device)
-        with autocast_context(tc.precision, device):
-            logits = self.net(inputs, boxes)
-        loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
+        self.skipped_clips += len(batch["skipped"])
+        if batch["inputs"]:
+            inputs, boxes, targets = move_batch(batch, device)
+            with autocast_context(tc.precision, device):
+                logits = self.net(inputs, boxes)
+            loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
+        else:  # every clip of this process's share was unreadable: a zero loss keeps the processes in step
+            targets = torch.zeros(0, device=device)
+            loss_sum = sum(p.sum() for p in self.model.parameters()) * 0.0
         totals = dist_utils.all_reduce_sum(torch.stack([loss_sum.detach(), torch.tensor(
             float(targets.numel()), device=loss_sum.device)]))
         pairs = max(float(totals[1]), 1.0)
@@ -284,8 +297,14 @@ class Trainer:
     def fit(self) -> TrainResult:
         tc = self.cfg.train
         if self.iteration >= self.total_iters:
+            self.metrics.close()
             self.log(f"{self.run_dir} is already trained ({self.iteration} iterations); nothing to do")
             return self._result()
+        val_clips = len(self.val_data.dataset) if self.val_data is not None else 0
+        self.log(f"training {_describe(self.model.cfg)} on {len(self.train_set)} clips "
+                 f"({self.iters_per_epoch} iterations of {tc.batch_size} per epoch, {self.total_iters} in all), "
+                 f"validating on {val_clips} keyframes; {self.ctx.world_size} x {self.ctx.device.type}; "
+                 f"run dir {self.run_dir}")
         bar = tqdm(total=self.total_iters, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=not (self.progress and self.ctx.is_main))
         smoothed_loss, clips_per_s = None, 0.0
@@ -319,6 +338,8 @@ class Trainer:
         finally:
             bar.close()
             self.metrics.close()
+        if self.skipped_clips:
+            self.log(f"warning: {self.skipped_clips} training clips were skipped (unreadable videos)")
         return self._result()
 
     def _end_of_epoch_or_run(self) -> None:
@@ -337,7 +358,8 @@ class Trainer:
         return TrainResult(self.run_dir, self.iteration, self.last_map, self.best_map, self.last_checkpoint)
 
 
-def train(cfg: Config, resume: str | None = None, fresh: bool = False, progress: bool = True, log=print) -> TrainResult:
+def train(cfg: Config, resume: str | None = None, fresh: bool = False, progress: bool = True,
+          log=tqdm.write) -> TrainResult:
     """Train `cfg` (one process, or this process's share under torchrun)."""
     ctx = dist_utils.init_distributed(cfg.train.device)
     try:

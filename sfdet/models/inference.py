@@ -119,9 +119,22 @@ class Conv3dAs2d(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last_3d)  # a no-op in the optimised model
         if self.spatial:
             y = self.conv(x.transpose(1, 2).flatten(0, 1))  # (B*T, C, H, W) -> (B*T, O, H', W')
-            return y.unflatten(0, (b, t)).transpose(1, 2)
-        y = self.conv(x.flatten(3))  # (B, C, T, H*W) -> (B, O, T', H*W)
-        return y.unflatten(3, (h, w))
+            y = y.unflatten(0, (b, t)).transpose(1, 2)
+        else:
+            y = self.conv(x.flatten(3)).unflatten(3, (h, w))  # (B, C, T, H*W) -> (B, O, T', H*W)
+        return _with_channels_last_3d_strides(y)
+
+
+def _with_channels_last_3d_strides(x: torch.Tensor) -> torch.Tensor:
+    """The same memory with the textbook channels_last_3d strides.
+
+    A view can carry any stride on a size-1 dim (e.g. B=1); `torch.cat` then no
+    longer recognises the layout and returns a contiguous tensor, which every
+    following conv would have to copy back.
+    """
+    x = x.contiguous(memory_format=torch.channels_last_3d)  # a no-op unless a backend chose another layout
+    b, c, t, h, w = x.shape
+    return x.as_strided(x.shape, (t * h * w * c, 1, h * w * c, w * c, c), x.storage_offset())
 
 
 def conv3d_runs_as_2d(conv: nn.Module) -> bool:
