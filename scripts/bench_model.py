@@ -65,8 +65,9 @@ def make_inputs(batch: int, num_boxes: int, height: int, width: int, seed: int =
     return clips, boxes, rois
 
 
-def variants(reference, ours, low_precision: bool, with_compile: bool, context: bool) -> dict:
-    """name -> callable(clips, boxes, rois) -> probabilities (K, 80). Ablation rows are cumulative."""
+def variants(reference, ours, low_precision: bool, with_compile: bool, ablation: bool) -> dict:
+    """name -> callable(clips, boxes, rois) -> probabilities (K, 80). Rows from "sfdet plain" on are cumulative;
+    without `ablation` only the plain model and the defaults run (and no PyTorchVideo context rows)."""
 
     def pytorchvideo(model, precision=None):
         def run(clips, boxes, rois):
@@ -88,7 +89,7 @@ def variants(reference, ours, low_precision: bool, with_compile: bool, context: 
         return lambda clips, boxes, rois: model(clips, boxes)
 
     rows = {"pytorchvideo fp32": pytorchvideo(reference)}
-    if context:
+    if ablation:
         import copy
 
         reference_cl = copy.deepcopy(reference).to(memory_format=torch.channels_last_3d)
@@ -96,9 +97,10 @@ def variants(reference, ours, low_precision: bool, with_compile: bool, context: 
         if low_precision:
             rows["pytorchvideo bf16 autocast channels_last"] = pytorchvideo(reference_cl, "bf16")
     rows["sfdet plain (no_grad)"] = plain(torch.no_grad)
-    rows["+ inference_mode"] = plain(torch.inference_mode)
-    rows["+ BN folding"] = optimised(channels_last=False, conv_2d=False)
-    rows["+ channels_last_3d"] = optimised(conv_2d=False)
+    if ablation:
+        rows["+ inference_mode"] = plain(torch.inference_mode)
+        rows["+ BN folding"] = optimised(channels_last=False, conv_2d=False)
+        rows["+ channels_last_3d"] = optimised(conv_2d=False)
     rows["+ convs as 2D (= fp32 default)"] = optimised()
     if low_precision:
         rows["+ bf16 weights (= bf16 default)"] = optimised(precision="bf16")
@@ -153,7 +155,7 @@ def print_table(batch: int, num_boxes: int, results: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one (batch, boxes) setting, 3 rounds (< 5 min)")
+    parser.add_argument("--quick", action="store_true", help="batch 1 with 8 boxes, defaults only (no ablation), 3 rounds (< 5 min)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--rounds", type=int, help="timed rounds per setting (default 3 quick, 5 full)")
@@ -172,7 +174,7 @@ def main() -> int:
     print(f"{MODEL}: {SLOW_FRAMES}+{FAST_FRAMES} frames at {args.size[0]}x{args.size[1]}, {rounds} rounds")
 
     reference, ours = build_pair()
-    rows = variants(reference, ours, low_precision, args.compile, context=not args.quick)
+    rows = variants(reference, ours, low_precision, args.compile, ablation=not args.quick)
     report = {"model": MODEL, "torch": torch.__version__, "threads": torch.get_num_threads(),
               "size_hw": list(args.size), "rounds": rounds, "fast_bf16": low_precision,
               "load_average_before": load_before, "settings": []}

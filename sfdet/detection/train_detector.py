@@ -65,6 +65,7 @@ class DetectorTrainOptions:
     weight_decay: float = 1e-4
     warmup_epochs: float = 1.0
     min_size: int | None = None
+    scale_jitter: float = 0.0  # training short side drawn from (1 +- this) x min_size (0: fixed size)
     max_native_size: int = 800
     score_threshold: float = 0.5  # stored in the checkpoint: the default cut of its users
     max_iters: int | None = None  # stop early (tests, smoke runs)
@@ -135,6 +136,16 @@ def input_size_for(keyframes: list[Keyframe], min_size: int | None, cap: int) ->
     short_side = min_size or min(min(min(k.image.shape[:2]) for k in keyframes), cap)
     widest = max(max(k.image.shape[:2]) / min(k.image.shape[:2]) for k in keyframes)
     return short_side, math.ceil(short_side * widest - 1e-6)
+
+
+def set_training_sizes(model: torch.nn.Module, input_size: tuple[int, int], jitter: float) -> None:
+    """Multi-scale training through torchvision's own resize: it draws the short side from `min_size`
+    in train mode (and uses `min_size[-1]` in eval mode, so the native size stays last)."""
+    short_side, long_side = input_size
+    steps = np.linspace(1.0 - jitter, 1.0 + jitter, 5) if jitter > 0 else np.ones(1)
+    sizes = sorted({max(1, round(short_side * f)) for f in steps} - {short_side})
+    model.transform.min_size = (*sizes, short_side)
+    model.transform.max_size = math.ceil(long_side * (1.0 + jitter))
 
 
 def build_start_model(options: DetectorTrainOptions, input_size: tuple[int, int]) -> tuple[torch.nn.Module, dict]:
@@ -229,6 +240,7 @@ def train_detector(cfg: DataConfig, out_path: str | Path, options: DetectorTrain
 
     model, arch_params = build_start_model(options, input_size)
     model.to(device).train()
+    set_training_sizes(model, input_size, options.scale_jitter)
     iters_per_epoch = max(1, math.ceil(len(samples) / options.batch_size))
     total_iters = max(1, round(options.epochs * iters_per_epoch))
     if options.max_iters is not None:
@@ -258,6 +270,7 @@ def train_detector(cfg: DataConfig, out_path: str | Path, options: DetectorTrain
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             bar.update()
 
+    set_training_sizes(model, input_size, 0.0)
     ap = person_ap(model, val_keyframes, val_info, device, options.batch_size, options.progress) if val_keyframes else None
     seconds = time.perf_counter() - start_time
     info = {"dataset": str(cfg.root), "train_keyframes": len(samples), "val_keyframes": len(val_keyframes),

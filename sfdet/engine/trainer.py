@@ -113,10 +113,12 @@ class Trainer:
         cfg.model.num_classes = len(self.label_map)
 
         # Model: identical initialisation on every process, then per-process RNG streams (dropout).
+        resume_path = Path(resume) if resume else (None if fresh else find_resume_checkpoint(self.run_dir))
         seed_everything(cfg.seed)
         model = build_model(cfg.model)
-        for message in initialize_from(model, tc.init, self.label_map, tc.init_strict):
-            self.log(message)
+        if resume_path is None:  # a resumed run takes its weights from the checkpoint
+            for message in initialize_from(model, tc.init, self.label_map, tc.init_strict):
+                self.log(message)
         if tc.sync_bn and ctx.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         self.model = model.to(ctx.device)
@@ -147,7 +149,7 @@ class Trainer:
         self.loss_window = [0.0, 0]  # sum and count of losses since the last log record
         self.skipped_clips = 0  # unreadable training clips (data.skip_bad_videos)
         self.last_checkpoint: Path | None = None
-        resume_iteration = self._maybe_resume(resume, fresh)
+        resume_iteration = self._resume(resume_path) if resume_path is not None else None
         if ctx.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.run_dir / CONFIG_NAME)
@@ -157,11 +159,8 @@ class Trainer:
     # ------------------------------------------------------------------
     # Resume
     # ------------------------------------------------------------------
-    def _maybe_resume(self, resume: str | None, fresh: bool) -> int | None:
-        """Resume from `resume` (a path) or from the run dir's last checkpoint unless `fresh`."""
-        path = Path(resume) if resume else (None if fresh else find_resume_checkpoint(self.run_dir))
-        if path is None:
-            return None
+    def _resume(self, path: Path) -> int:
+        """Continue from a training checkpoint: weights, optimizer, schedule, position, RNG states."""
         ckpt = load_training_checkpoint(path)
         state = ckpt["train_state"]
         if state["iters_per_epoch"] != self.iters_per_epoch:
