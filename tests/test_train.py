@@ -84,14 +84,14 @@ def final_state(run_dir: Path) -> dict:
 def test_resume_after_sigkill_matches_an_uninterrupted_run(toy_root, tmp_path):
     from sfdet.engine.trainer import train
 
-    extra = ("train.checkpoint_every=2", "train.eval_every=1")
+    extra = ("train.checkpoint_every=2", "train.eval_every=2")
     reference = train(tiny_config(toy_root, tmp_path / "reference", *extra), progress=False, log=lambda *a: None)
     assert reference.iteration == 10  # 11 training clips -> 5 batches of 2 per epoch, 2 epochs
     assert reference.val_map is not None and 0.0 < reference.val_map <= 1.0
 
     run_dir = tmp_path / "interrupted"
-    # Two loader workers here, none in the reference: samples must not depend on who loads them.
-    command = [sys.executable, "-m", "sfdet", *cli_args(toy_root, run_dir, *extra, "train.num_workers=2")]
+    # A loader worker here, none in the reference: samples must not depend on who loads them.
+    command = [sys.executable, "-m", "sfdet", *cli_args(toy_root, run_dir, *extra, "train.num_workers=1")]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=tmp_path)
     metrics = run_dir / "metrics.jsonl"
     deadline = time.monotonic() + 240
@@ -301,3 +301,15 @@ def test_dataset_where_nothing_matches_is_one_line(toy_root, tmp_path, capsys):
     empty_videos.mkdir()
     err = _one_line_error(cli_args(toy_root, tmp_path / "r", f"data.video_dir={empty_videos}"), capsys)
     assert "no keyframe has both boxes and a video" in err
+
+
+def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(toy_root, tmp_path, capsys):
+    from sfdet.engine.trainer import train
+
+    result = train(tiny_config(toy_root, tmp_path / "bf16", "train.precision=bf16", "train.max_iters=1",
+                               "data.val_gt="), progress=False, log=lambda *a: None)
+    loss = [r for r in read_metrics(tmp_path / "bf16" / "metrics.jsonl") if r["kind"] == "train"][0]["loss"]
+    assert result.iteration == 1 and math.isfinite(loss)
+    if not torch.cuda.is_available():
+        err = _one_line_error(cli_args(toy_root, tmp_path / "fp16", "train.precision=fp16"), capsys)
+        assert "train.precision': fp16 needs CUDA" in err

@@ -94,6 +94,7 @@ from sfdet.data.toy_render import (
     pan_background,
     Capsules,
 )
+from sfdet.data.workers import fork_safe
 from sfdet.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------------------------------
@@ -771,7 +772,9 @@ def _run_jobs(jobs: list[_VideoJob], workers: int | None, progress: bool) -> lis
                 bar.update(results[-1]["n_frames"])
             return results
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else None  # fork: no re-imports
-        with multiprocessing.get_context(method).Pool(workers) as pool:
+        with fork_safe():
+            pool = multiprocessing.get_context(method).Pool(workers)
+        with pool:
             results = []
             for result in pool.imap(_make_video, jobs):
                 results.append(result)

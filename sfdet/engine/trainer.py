@@ -30,6 +30,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from sfdet.config import Config, save_config, to_dict
+from sfdet.data.workers import iterate
 from sfdet.engine import distributed as dist_utils
 from sfdet.engine.checkpointing import (BEST_NAME, LAST_NAME, capture_rng_state, find_resume_checkpoint,
                                         load_training_checkpoint, restore_rng_state)
@@ -314,7 +315,7 @@ class Trainer:
                 if tc.freeze_bn:
                     set_bn_eval(self.net)
                 tick = time.perf_counter()
-                for batch in self._loader():
+                for batch in iterate(self._loader()):
                     lr = self.optimizer.param_groups[0]["lr"]
                     loss = self._step(batch)
                     self.iteration += 1

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from sfdet.data.workers import iterate
 from sfdet.engine import distributed as dist_utils
 from sfdet.engine.data_order import shard_indices, unshard
 from sfdet.engine.precision import autocast_context
@@ -53,7 +54,8 @@ def score_keyframes(model: torch.nn.Module, dataset, indices: list[int], batch_s
                         collate_fn=collate_fn, pin_memory=device.type == "cuda")
     results = []
     try:
-        for batch in tqdm(loader, desc="val", unit="batch", leave=False, disable=not progress):
+        for batch in tqdm(iterate(loader), total=len(loader), desc="val", unit="batch", leave=False,
+                          disable=not progress):
             inputs = [x.to(device) for x in batch["inputs"]]
             boxes = [b.to(device) for b in batch["boxes"]]
             with autocast_context(precision, device):
