@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Re-measure every figure the README quotes, one after the other (never in parallel: the timings share
+# the CPU). Logs and outputs go to runs/readme/; the README's tables are copied from them.
+#   bash scripts/readme_figures.sh [STEP ...]     steps: fast_vs_slow demo eval data predict model (default: all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OUT=runs/readme
+mkdir -p "$OUT"
+steps=("$@")
+[ ${#steps[@]} -gt 0 ] || steps=(fast_vs_slow demo eval data predict model)
+for step in "${steps[@]}"; do
+  echo "== $step: $(date -u +%H:%M:%S)"
+  start=$(date +%s)
+  case "$step" in
+    fast_vs_slow) $PY scripts/fast_vs_slow.py --data "$OUT/toy" --out "$OUT/fast_vs_slow" \
+                    && .venv/bin/sfdet plot "$OUT/fast_vs_slow/slowfast" --out "$OUT/fast_vs_slow/slowfast_curves.png" ;;
+    demo)    .venv/bin/sfdet demo --out "$OUT/demo" ;;
+    eval)    $PY scripts/bench_eval.py --out "$OUT/bench_eval.json" ;;
+    data)    $PY scripts/bench_data.py --quick ;;
+    predict) $PY scripts/bench_predict.py --workdir "$OUT/bench_predict" ;;
+    model)   $PY scripts/bench_model.py --quick --json "$OUT/bench_model.json" ;;
+    *) echo "unknown step $step"; exit 2 ;;
+  esac > "$OUT/$step.log" 2>&1
+  echo "   rc=$? in $(( $(date +%s) - start )) s (log: $OUT/$step.log)"
+done
