@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # Re-measure every figure the README quotes, one after the other (never in parallel: the timings share
 # the CPU). Logs and outputs go to runs/readme/; the README's tables are copied from them.
-#   bash scripts/readme_figures.sh [STEP ...]     steps: fast_vs_slow demo eval data predict model (default: all)
+#   bash scripts/readme_figures.sh [STEP ...]     steps: fast_vs_slow bf16 demo eval data predict model (default: all)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 OUT=runs/readme
 mkdir -p "$OUT"
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(fast_vs_slow demo eval data predict model)
+[ ${#steps[@]} -gt 0 ] || steps=(fast_vs_slow bf16 demo eval data predict model)
 for step in "${steps[@]}"; do
   echo "== $step: $(date -u +%H:%M:%S)"
   start=$(date +%s)
   case "$step" in
     fast_vs_slow) $PY scripts/fast_vs_slow.py --data "$OUT/toy" --out "$OUT/fast_vs_slow" \
                     && .venv/bin/sfdet plot "$OUT/fast_vs_slow/slowfast" --out "$OUT/fast_vs_slow/slowfast_curves.png" ;;
+    bf16)    $PY scripts/bf16_map.py --weights "$OUT/fast_vs_slow/slowfast/best.pt" --data "$OUT/toy" --out "$OUT/bf16" ;;
     demo)    .venv/bin/sfdet demo --out "$OUT/demo" ;;
     eval)    $PY scripts/bench_eval.py --out "$OUT/bench_eval.json" ;;
     data)    $PY scripts/bench_data.py --quick ;;

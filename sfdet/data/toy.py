@@ -154,7 +154,7 @@ AMBIGUOUS_VISIBLE = 0.20  # 20%..35% visible: the keyframe is excluded
 DISTRACTOR_ID0 = 1000  # object ids of distractors in the object-id map (persons: their person_id)
 
 QUICK_PRESET = {"videos_train": 2, "videos_val": 1, "seconds": 8}
-DEFAULTS = {"seed": 0, "videos_train": 8, "videos_val": 4, "seconds": 30, "fps": 15.0, "size": (320, 180)}
+DEFAULTS = {"seed": 0, "videos_train": 32, "videos_val": 4, "seconds": 30, "fps": 15.0, "size": (320, 180)}
 SPLITS = ("train", "val")
 
 
@@ -698,7 +698,7 @@ def generate_toy_dataset(
 ) -> Path:
     """Write the toy AVA-format dataset to `out_dir` (layout in docs/architecture.md); returns the path.
 
-    Unset parameters take DEFAULTS (8 train + 4 val videos x 30 s, 320x180, 15 fps,
+    Unset parameters take DEFAULTS (32 train + 4 val videos x 30 s, 320x180, 15 fps,
     seed 0), or with `quick=True` the test preset: 2 train + 1 val videos x 8 s.
     frames: None, "jpg" or "png" to also extract every frame. workers: processes
     rendering videos in parallel (default: up to 2).
