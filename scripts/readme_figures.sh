@@ -15,7 +15,7 @@ for step in "${steps[@]}"; do
   case "$step" in
     fast_vs_slow) $PY scripts/fast_vs_slow.py --data "$OUT/toy" --out "$OUT/fast_vs_slow" \
                     && .venv/bin/sfdet plot "$OUT/fast_vs_slow/slowfast" --out "$OUT/fast_vs_slow/slowfast_curves.png" ;;
-    bf16)    $PY scripts/bf16_map.py --weights "$OUT/fast_vs_slow/slowfast/best.pt" --data "$OUT/toy" --out "$OUT/bf16" ;;
+    bf16)    $PY scripts/bf16_map.py --weights "$OUT/fast_vs_slow/slowfast/checkpoints/best.pt" --data "$OUT/toy" --out "$OUT/bf16" ;;
     demo)    .venv/bin/sfdet demo --out "$OUT/demo" ;;
     eval)    $PY scripts/bench_eval.py --out "$OUT/bench_eval.json" ;;
     data)    $PY scripts/bench_data.py --quick ;;
