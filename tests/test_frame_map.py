@@ -194,3 +194,11 @@ def test_reports_table_json_and_png(tmp_path):
     assert data["classes"][-1]["ap"] is None
     png = write_plot(result, tmp_path / "e.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_leaves_out_ava_groups_for_a_label_map_inside_one_group():
+    labels = {1: "stand", 2: "sit"}  # ids 1..2: all "person movement", as the toy's 1..10
+    result = frame_map(GT[GT["action_id"].isin(labels)], pred_table([("v", 902, A, 1, 0.9)]), labels)
+    table = format_table(result)
+    assert "person movement" not in table and "person interaction" not in table
+    assert table.splitlines()[-1].split()[0] == "mAP"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sfdet.evaluation.frame_map import FrameMapResult, metric_names
+from sfdet.evaluation.frame_map import CATEGORY_GROUPS, FrameMapResult, metric_names
 
 
 def _ap_text(ap: float) -> str:
@@ -22,7 +22,11 @@ def classes_by_ap(result: FrameMapResult) -> list[int]:
 
 
 def format_table(result: FrameMapResult) -> str:
-    """Per-class AP (%) sorted by AP, with GT and detection counts, then the category groups and mAP."""
+    """Per-class AP (%) sorted by AP, with GT and detection counts, then the category groups and mAP.
+
+    The groups are AVA's id ranges: they are shown only when the label map's ids fall in more than one of
+    them (another label map, e.g. the toy's ids 1..10, would show one group equal to the mAP and empty ones).
+    """
     name_width = max([len("class")] + [len(n) for n in result.label_map.values()])
     lines = [f"{'id':>4}  {'class':<{name_width}}  {'AP%':>6}  {'GT':>7}  {'dets':>8}"]
     lines.append("-" * len(lines[0]))
@@ -31,7 +35,10 @@ def format_table(result: FrameMapResult) -> str:
                      f"{_ap_text(result.per_class_ap[class_id])}  {result.gt_counts[class_id]:>7}  "
                      f"{result.det_counts[class_id]:>8}")
     lines.append("-" * len(lines[0]))
-    for group, value in result.category_maps().items():
+    groups = result.category_maps()
+    spanned = {name for name, (low, high) in CATEGORY_GROUPS.items() if any(low <= c <= high for c in result.label_map)}
+    shown = groups if len(spanned) > 1 else {}
+    for group, value in shown.items():
         lines.append(f"{'':>4}  {group.replace('_', ' '):<{name_width}}  {_ap_text(value)}")
     lines.append(f"{'':>4}  {'mAP':<{name_width}}  {_ap_text(result.map)}")
     return "\n".join(lines)
