@@ -29,9 +29,5 @@ def fork_safe() -> Iterator[None]:
 
 def iterate(loader: Iterable) -> Iterator:
     """`iter(loader)` with its worker processes (if any) started by `fork_safe`."""
-    if getattr(loader, "num_workers", 0) > 0:
-        with fork_safe():
-            iterator = iter(loader)
-    else:
-        iterator = iter(loader)
-    return iterator
+    with fork_safe() if getattr(loader, "num_workers", 0) > 0 else contextlib.nullcontext():
+        return iter(loader)

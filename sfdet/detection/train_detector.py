@@ -59,7 +59,7 @@ class DetectorTrainOptions:
 
     arch: str = TINY_ARCH
     weights: str | None = None  # torchvision COCO detector state dict (then `arch` must be its architecture)
-    epochs: float = 6.0  # ~700 iterations of 8 on the default toy set (32 train videos x 29 keyframes)
+    epochs: float = 6.0  # ~600 iterations of 8 on the default toy set (787 train keyframes)
     batch_size: int = 8
     lr: float = 0.02
     weight_decay: float = 1e-4
