@@ -44,9 +44,10 @@ def video_25fps(tmp_path_factory):
     return path
 
 
+@pytest.mark.parametrize("only_sampled", [False, True], ids=["every-frame", "only-sampled-frames"])
 @pytest.mark.parametrize("source, resample_fps", [("video", None), ("video_25fps", 30.0)],
                          ids=["decoded-frames", "25fps-on-a-30fps-grid"])
-def test_streamed_clips_equal_the_dataset_reader(request, source, resample_fps):
+def test_streamed_clips_equal_the_dataset_reader(request, source, resample_fps, only_sampled):
     video = request.getfixturevalue(source)
     offsets = clip_offsets(num_frames=8, sampling_rate=2)  # 16 raw frames, like a small Fast pathway
     times = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 9.0]  # 3.0 and 9.0 are after the last frame (~2.5 s)
@@ -56,18 +57,21 @@ def test_streamed_clips_equal_the_dataset_reader(request, source, resample_fps):
         prepared_frames.append(rgb)
         return rgb.copy()
 
-    stream = FrameStream(video, times, prepare_frame=prepare, max_queued=2, resample_fps=resample_fps)
+    stream = FrameStream(video, times, prepare_frame=prepare, max_queued=2, resample_fps=resample_fps,
+                         window_offsets=offsets if only_sampled else None)
     ring = FrameRing(capacity=max(offsets) - min(offsets) + 1)
     pending: list[tuple[float, int]] = []
     clips: dict[float, np.ndarray] = {}
     detector_frames: dict[float, np.ndarray] = {}
     source_of: list[int] = []
+    centres: list[int] = []
     for item in stream:
         source_of.append(item.source_index)
         ring.append(item.index, item.prepared)
         for t in item.keyframes:
             detector_frames[t] = item.rgb
             pending.append((t, item.index))
+            centres.append(item.index)
         while pending and pending[0][1] + max(offsets) <= item.index:
             t, centre = pending.pop(0)
             clips[t] = np.stack(ring.window(centre, offsets, num_frames=item.index + 1))
@@ -75,7 +79,12 @@ def test_streamed_clips_equal_the_dataset_reader(request, source, resample_fps):
         clips[t] = np.stack(ring.window(centre, offsets, num_frames=ring.last_index + 1))
     decoded = 38 if resample_fps is None else 63
     assert stream.report.frames == decoded and stream.report.bad_packets == 0
-    assert len(prepared_frames) == decoded  # a frame repeated on the grid is prepared once
+    assert len(prepared_frames) == stream.prepared_frames
+    if only_sampled:  # keyframes every 15 frames, windows of 8 frames at stride 2: even frames only
+        sampled = {max(0, min(c + o, len(source_of) - 1)) for c in centres for o in offsets}
+        assert stream.prepared_frames == len({source_of[i] for i in sampled}) < decoded
+    else:
+        assert len(prepared_frames) == decoded  # a frame repeated on the grid is prepared once
     if resample_fps is None:
         assert source_of == list(range(38))
     else:  # 6 grid points per 5 frames; the grid ends with the last frame: round(63 / 25 * 30) = 76 points

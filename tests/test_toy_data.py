@@ -99,7 +99,7 @@ def test_meta_describes_classes_and_aliased_pairs(quick_set):
     assert all(c["description"] for c in meta["classes"])
     assert {tuple(p["classes"]) for p in meta["aliased_pairs"]} == {(6, 7), (8, 9)}
     by_name = {c["name"]: c for c in meta["classes"]}
-    assert by_name["wave_fast"]["frequency_hz"] == pytest.approx(by_name["wave_slow"]["frequency_hz"] + 1.875)
+    assert by_name["wave_fast"]["frequency_hz"] == pytest.approx(1.875 - by_name["wave_slow"]["frequency_hz"])
     assert by_name["circle_cw"]["frequency_hz"] == pytest.approx(1.875 / 2)
     assert meta["clip"]["slow_pathway_hz"] == 1.875
 
@@ -154,11 +154,21 @@ def _hand(figure: toy.ToyFigure, frame: int, side: str) -> np.ndarray:
     return joints[f"hand_{side}"] - joints["shoulder"]
 
 
-@pytest.mark.parametrize("pair, side, shift", [
-    (("wave_slow", "wave_fast"), "front", -1),  # fast = slow + 1 cycle per 8 frames
-    (("circle_cw", "circle_ccw"), "back", 1),  # half a turn per 8 frames, either way
+def _wave_twin_phase(phase: float, first_slow_frame: int) -> float:
+    """fast = 1/8 - slow cycles per frame: on the Slow frames, a slow wave run backwards."""
+    return np.pi - phase - 2 * np.pi * first_slow_frame / 8
+
+
+def _circle_twin_phase(phase: float, first_slow_frame: int) -> float:
+    """Half a turn per 8 frames, either way: the other direction, shifted."""
+    return phase + 2 * np.pi * first_slow_frame / 8
+
+
+@pytest.mark.parametrize("pair, side, twin_phase", [
+    (("wave_slow", "wave_fast"), "front", _wave_twin_phase),
+    (("circle_cw", "circle_ccw"), "back", _circle_twin_phase),
 ])
-def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, shift):
+def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, twin_phase):
     """For every clip of one class there is a phase of the other class with the very same Slow frames
     (so, with uniform random phases, the Slow pathway sees identical distributions), but no phase of
     the other class reproduces its Fast frames."""
@@ -168,7 +178,7 @@ def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, shift
         slow_frames = list(range(centre - 16, centre + 16, 8))  # Slow pathway: alpha 4 x sampling_rate 2
         fast_frames = list(range(centre - 16, centre + 16, 2))
         first = _waving_figure(pair[0], phase)
-        twin = _waving_figure(pair[1], phase + shift * 2 * np.pi * slow_frames[0] / 8)
+        twin = _waving_figure(pair[1], twin_phase(phase, slow_frames[0]))
         slow_first = np.array([_hand(first, f, side) for f in slow_frames])
         np.testing.assert_allclose(slow_first, [_hand(twin, f, side) for f in slow_frames], atol=1e-6)
         assert np.abs(np.diff(slow_first, axis=0)).max() > 3.0  # the arm does move between Slow frames

@@ -17,9 +17,10 @@ Classes (label_map ids). Every annotated person has exactly one pose action per
 keyframe plus zero or more arm actions:
     1 stand, 2 walk (0.8 Hz gait, 0.3 heights/s), 3 run (1.5 Hz, 0.75 heights/s, lean, bent arms),
     4 jump (1 jump/s), 5 crouch                                          -- pose actions
-    6 wave_slow   front forearm waves +-34 deg at 0.6 Hz (0.04 cycles/frame)
-    7 wave_fast   the same wave at 0.6 + 1.875 = 2.475 Hz (0.165 cycles/frame)
-    8 circle_cw   back arm circles clockwise on screen at 0.9375 Hz (1/16 cycles/frame)
+    6 wave_slow   front forearm waves +-29 deg at 0.3 Hz (0.02 cycles/frame)
+    7 wave_fast   the same wave at 1.875 - 0.3 = 1.575 Hz (1/8 - 0.02 = 0.105 cycles/frame)
+    8 circle_cw   back hand runs clockwise (on screen) round a small circle in front of the
+                  chest at 0.9375 Hz (1/16 cycles/frame)
     9 circle_ccw  the same, counter-clockwise
    10 clap        both hands clap overhead at 1.5 Hz (replaces waving and circling)
 
@@ -28,16 +29,21 @@ Slow pathway. The toy clip is 32 raw frames (Fast: 16 at stride 2 = 7.5 Hz at
 15 fps, Nyquist 3.75 Hz; Slow: alpha 4, one frame every 8 raw frames =
 1.875 Hz, Nyquist 0.94 Hz). Frequencies are defined per frame, so this holds at
 any --fps:
-  * the fast wave runs at f_slow + 1/8 cycles per frame: over the 8 frames between
-    two Slow samples it makes exactly one more cycle than the slow wave, so the
-    Slow frames of a fast wave are exactly those of a slow wave with another phase
-    (shifted by 2*pi*f0/8, f0 the first Slow frame). Phases are uniform random, so
-    the Slow frames of the two classes have identical distributions; the Fast
-    pathway (2 frames apart: 0.08 vs 0.33 cycles per Fast frame) tells them apart;
-  * circling at 1/16 cycle per frame turns the arm by exactly half a turn between
+  * the fast wave runs at 1/8 - f_slow cycles per frame: between two Slow samples
+    (8 frames) it makes one cycle less the slow wave's phase step, so the Slow
+    frames of a fast wave are those of a slow wave run backwards, i.e. of a slow
+    wave with another phase (a sine reversed in time is a sine: psi = pi - phi -
+    2*pi*f0/8, f0 the first Slow frame). Phases are uniform random, so the Slow
+    frames of the two classes have identical distributions; the Fast pathway
+    (2 frames apart: 0.04 vs 0.21 cycles per Fast frame) tells them apart. (The
+    alias f_slow + 1/8 would be 0.33 cycles per Fast frame, close to the Fast
+    pathway's Nyquist rate: a flicker rather than a motion);
+  * circling at 1/16 cycle per frame turns the hand by exactly half a turn between
     Slow samples, which looks the same clockwise or counter-clockwise (both at
     f = 1.875 - f = 0.9375 Hz, so the classes differ only in direction); the Fast
-    pathway sees 1/8 turn steps in one direction or the other.
+    pathway sees 1/8 turn steps in one direction or the other. The circle is small
+    (radius 0.06 heights), so a step (0.046 heights) is shorter than the white
+    glove that makes it (0.084 heights across): a motion, not a jump.
 (PySlowFast's `linspace` Slow sampling picks frames 10 apart instead of 8 and
 breaks the aliasing; the toy configs use the `stride` rule.) A horizontal flip
 turns circle_cw into circle_ccw: flip augmentation must swap labels 8 and 9
@@ -83,6 +89,7 @@ import pandas as pd
 from sfdet import __version__
 from sfdet.data import ava
 from sfdet.data.toy_render import (
+    FOREARM_LENGTH,
     POSE_FIELDS,
     POSE_INDEX,
     background_texture,
@@ -92,6 +99,7 @@ from sfdet.data.toy_render import (
     figure_capsules,
     figure_joints,
     pan_background,
+    UPPER_ARM_LENGTH,
     Capsules,
 )
 from sfdet.data.workers import fork_safe
@@ -101,11 +109,13 @@ from sfdet.errors import ConfigError, DataError
 # Classes and their motions
 
 SLOW_STRIDE_FRAMES = 8  # the toy clip's Slow pathway: alpha 4 x sampling_rate 2
-WAVE_SLOW_CYCLES_PER_FRAME = 0.04  # 0.6 Hz at 15 fps
-WAVE_FAST_CYCLES_PER_FRAME = WAVE_SLOW_CYCLES_PER_FRAME + 1 / SLOW_STRIDE_FRAMES  # 2.475 Hz at 15 fps
+WAVE_SLOW_CYCLES_PER_FRAME = 0.02  # 0.3 Hz at 15 fps
+WAVE_FAST_CYCLES_PER_FRAME = 1 / SLOW_STRIDE_FRAMES - WAVE_SLOW_CYCLES_PER_FRAME  # 1.575 Hz at 15 fps
 CIRCLE_CYCLES_PER_FRAME = 1 / (2 * SLOW_STRIDE_FRAMES)  # 0.9375 Hz at 15 fps: half a turn per Slow step
+CIRCLE_CENTRE = (0.2, 0.08)  # heights in front of and below the shoulder
+CIRCLE_RADIUS = 0.06  # heights: the hand moves 0.046 heights per Fast frame (1/8 turn), less than its size
 CLAP_CYCLES_PER_FRAME = 0.1  # 1.5 Hz at 15 fps
-WAVE_AMPLITUDE = 0.6  # radians
+WAVE_AMPLITUDE = 0.5  # radians
 WAVE_UPPER_ARM = 2.35  # radians from "down": up and forward
 
 WALK_HZ, RUN_HZ, JUMP_HZ = 0.8, 1.5, 1.0
@@ -126,9 +136,9 @@ CLASSES: tuple[ToyClass, ...] = (
     ToyClass(3, "run", "pose", f"running, {RUN_HZ} Hz stride, leaning forward, elbows bent, 0.75 heights/s"),
     ToyClass(4, "jump", "pose", f"jumping in place, {JUMP_HZ} jump/s: crouch, take off, fly arms up, land"),
     ToyClass(5, "crouch", "pose", "squatting low, knees bent, torso leaning forward"),
-    ToyClass(6, "wave_slow", "arm", "front arm raised, forearm waving +-34 deg at 0.04 cycles/frame"),
-    ToyClass(7, "wave_fast", "arm", "the same wave at 0.04 + 1/8 cycles/frame: identical to wave_slow on the Slow pathway"),
-    ToyClass(8, "circle_cw", "arm", "back arm circling clockwise (as seen) at 1/16 cycles/frame"),
+    ToyClass(6, "wave_slow", "arm", "front arm raised, forearm waving +-29 deg at 0.02 cycles/frame"),
+    ToyClass(7, "wave_fast", "arm", "the same wave at 1/8 - 0.02 cycles/frame: identical to wave_slow on the Slow pathway"),
+    ToyClass(8, "circle_cw", "arm", "back hand circling clockwise (as seen) in front of the chest at 1/16 cycles/frame"),
     ToyClass(9, "circle_ccw", "arm", "back arm circling counter-clockwise at 1/16 cycles/frame: = circle_cw on the Slow pathway"),
     ToyClass(10, "clap", "arm", "both hands clapping overhead at 0.1 cycles/frame"),
 )
@@ -136,7 +146,7 @@ CLASS_ID = {c.name: c.id for c in CLASSES}
 # A horizontal flip turns clockwise into counter-clockwise: flip augmentation must swap these labels.
 HORIZONTAL_FLIP_SWAPS = ((8, 9),)
 ALIASED_PAIRS = (
-    {"classes": [6, 7], "differs_in": "speed", "slow_pathway_sees": "identical samples (fast = slow + 1 cycle per Slow step)"},
+    {"classes": [6, 7], "differs_in": "speed", "slow_pathway_sees": "identical samples (fast = slow run backwards, 1/8 - f cycles per frame)"},
     {"classes": [8, 9], "differs_in": "direction", "slow_pathway_sees": "identical samples (half a turn per Slow step)"},
 )
 
@@ -232,9 +242,24 @@ def apply_arm_actions(pose: np.ndarray, front: str | None, back: str | None, fra
         pose[i["arm_back"]], pose[i["elbow_back"]] = np.pi + spread, -0.25
     if back in ("circle_cw", "circle_ccw") and front != "clap":
         theta = circle_screen_angle(back == "circle_cw", phase_back, frame_index)
-        pose[i["arm_back"]] = np.arctan2(facing * np.cos(theta), np.sin(theta))
-        pose[i["elbow_back"]] = 0.1
+        # The hand runs round a small circle in front of the chest (screen offsets, in heights).
+        forward = CIRCLE_CENTRE[0] + facing * CIRCLE_RADIUS * np.cos(theta)
+        down = CIRCLE_CENTRE[1] + CIRCLE_RADIUS * np.sin(theta)
+        pose[i["arm_back"]], pose[i["elbow_back"]] = arm_reaching(forward, down)
     return pose
+
+
+def arm_reaching(forward, down) -> tuple[np.ndarray, np.ndarray]:
+    """(upper-arm angle, elbow angle) that put the hand at (forward, down) heights from the shoulder.
+
+    Two-link inverse kinematics, elbow below the shoulder-hand line (see `figure_joints` for angles).
+    """
+    reach = np.hypot(forward, down)
+    towards = np.arctan2(forward, down)  # body angle of the shoulder -> hand line
+    cos_shoulder = (UPPER_ARM_LENGTH ** 2 + reach ** 2 - FOREARM_LENGTH ** 2) / (2 * UPPER_ARM_LENGTH * reach)
+    upper = towards - np.arccos(np.clip(cos_shoulder, -1.0, 1.0))
+    forearm = np.arctan2(forward - UPPER_ARM_LENGTH * np.sin(upper), down - UPPER_ARM_LENGTH * np.cos(upper))
+    return upper, forearm - upper
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,6 +40,8 @@ SHIN_RADIUS = 0.036
 FOOT_RADIUS = 0.022
 UPPER_ARM_RADIUS = 0.031
 FOREARM_RADIUS = 0.026
+HAND_RADIUS = 0.042  # white gloves: the hands are what the arm actions move, so they stand out
+GLOVE_RGB = (250.0, 250.0, 242.0)
 
 # The joint angles of a pose, radians. Body angles are measured from "pointing
 # straight down", positive towards the facing direction: a limb at angle a points
@@ -60,8 +62,8 @@ POSE_FIELDS = (
 )
 POSE_INDEX = {name: i for i, name in enumerate(POSE_FIELDS)}
 
-# Colour slots of a figure, indexed by its parts below.
-SHIRT, SLEEVE, SKIN, PANTS, SHOES, HAIR = range(6)
+# Colour slots of a figure, indexed by its parts below (GLOVE: the same for everyone).
+SHIRT, SLEEVE, SKIN, PANTS, SHOES, HAIR, GLOVE = range(7)
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ def figure_joints(pose: np.ndarray, foot_x: float, ground_y: float, height: floa
 def figure_capsules(joints: dict, height: float, facing: float, colors: np.ndarray) -> Capsules:
     """The body parts of a figure as capsules, back arm and leg first, front arm last.
 
-    colors: (6, 3) float RGB in the slot order SHIRT, SLEEVE, SKIN, PANTS, SHOES, HAIR.
+    colors: (6, 3) float RGB in the slot order SHIRT, SLEEVE, SKIN, PANTS, SHOES, HAIR (gloves: GLOVE_RGB).
     """
     j = joints
     head = j["head"]
@@ -128,6 +130,7 @@ def figure_capsules(joints: dict, height: float, facing: float, colors: np.ndarr
     parts = [  # (start, end, radius in heights, colour slot)
         (j["shoulder"], j["elbow_back"], UPPER_ARM_RADIUS, SLEEVE),
         (j["elbow_back"], j["hand_back"], FOREARM_RADIUS, SKIN),
+        (j["hand_back"], j["hand_back"], HAND_RADIUS, GLOVE),
         (j["hip"], j["knee_back"], THIGH_RADIUS, PANTS),
         (j["knee_back"], j["ankle_back"], SHIN_RADIUS, PANTS),
         (j["ankle_back"], j["toe_back"], FOOT_RADIUS, SHOES),
@@ -139,12 +142,14 @@ def figure_capsules(joints: dict, height: float, facing: float, colors: np.ndarr
         (head, head, HEAD_RADIUS, SKIN),
         (j["shoulder"], j["elbow_front"], UPPER_ARM_RADIUS, SLEEVE),
         (j["elbow_front"], j["hand_front"], FOREARM_RADIUS, SKIN),
+        (j["hand_front"], j["hand_front"], HAND_RADIUS, GLOVE),
     ]
+    palette = np.vstack([np.asarray(colors, dtype=np.float32), np.array(GLOVE_RGB, dtype=np.float32)])
     return Capsules(
         p0=np.array([p[0] for p in parts], dtype=np.float32),
         p1=np.array([p[1] for p in parts], dtype=np.float32),
         radius=np.array([p[2] * height for p in parts], dtype=np.float32),
-        rgb=np.asarray(colors, dtype=np.float32)[[p[3] for p in parts]],
+        rgb=palette[[p[3] for p in parts]],
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from sfdet.errors import ConfigError
 
+OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "steps")
 PRECISIONS = ("fp32", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -26,7 +27,8 @@ class TrainConfig:
     batch_size: int = 64  # GLOBAL batch (clips per iteration over all processes)
     val_batch_size: int = 8  # per process
     num_workers: int = 2
-    # Optimizer (SGD)
+    # Optimizer: "sgd" (PySlowFast's AVA recipe) or "adamw" (`momentum` is then beta1; small models from scratch)
+    optimizer: str = "sgd"
     lr: float = 0.1  # base LR for `batch_size`
     momentum: float = 0.9
     nesterov: bool = False
@@ -70,6 +72,10 @@ class TrainConfig:
                     "warmup_start_lr", "cosine_end_lr", "clip_grad_norm"):
             if getattr(self, key) < 0:
                 raise bad(key, f"must be >= 0, got {getattr(self, key)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise bad("optimizer", f"expected one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.nesterov and self.optimizer != "sgd":
+            raise bad("nesterov", "Nesterov momentum is an SGD option; set train.nesterov=false for adamw")
         if self.schedule not in SCHEDULES:
             raise bad("schedule", f"expected one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:

@@ -18,8 +18,8 @@ from sfdet.engine.config import TrainConfig
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm)
 
 
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
-    """SGD with two parameter groups: normalisation layers get `bn_weight_decay`, the rest `weight_decay`."""
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """SGD (or AdamW) with two parameter groups: normalisation layers get `bn_weight_decay`, the rest `weight_decay`."""
     norm_params, other_params = [], []
     for module in model.modules():
         params = [p for p in module.parameters(recurse=False) if p.requires_grad]
@@ -29,6 +29,8 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
         {"params": norm_params, "weight_decay": cfg.bn_weight_decay},
     ]
     groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.momentum, 0.999))
     return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
 
 

@@ -1,8 +1,8 @@
 """Video -> person boxes -> tracks -> actions -> outputs, streaming, one keyframe batch at a time.
 
 Per video (`predict_video`):
-1. a background thread decodes the video once and prepares each frame for
-   the action model (`stream.FrameStream`); the last clip-window of prepared
+1. a background thread decodes the video once and prepares the frames the
+   clip windows sample for the action model (`stream.FrameStream`); the last clip-window of prepared
    frames lives in a ring buffer (`stream.FrameRing`);
 2. at each keyframe's centre frame the person detector reads the full-resolution
    frame, and the tracker gives the boxes their ids;
@@ -128,7 +128,7 @@ class _VideoRun:
         times, self._timestamp_of = _keyframe_times(options, self.time_offset)
         # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
         self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames,
-                                  resample_fps=predictor.cfg.video_resample_fps)
+                                  resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets)
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)
         self.tracker = IouTracker(options.track_min_iou, options.track_max_age)
@@ -256,6 +256,7 @@ class _VideoRun:
         times.total = time.perf_counter() - started
         self.writer.write_end({
             "frames_decoded": result.frames,
+            "frames_prepared": stream.prepared_frames,
             "frames_rendered": self.renderer.frames_written if self.renderer is not None else None,
             "warnings": result.warnings,
             "seconds": {name: round(value, 3) for name, value in asdict(times).items()},

@@ -1,11 +1,13 @@
 """Decode a video once, front to back, in a background thread, with bounded memory.
 
-The decoder thread turns every frame into what the action model needs
-(`prepare_frame`, e.g. resized to the model's short side) and hands it over
-through a small bounded queue; the consumer keeps only the last few prepared
-frames in a ring buffer (`FrameRing`), enough for one clip window. The
-full-resolution frame survives only for keyframe centres (the person detector
-reads it), so memory does not grow with the video's length.
+The decoder thread turns the frames the clip windows sample into what the
+action model needs (`prepare_frame`, e.g. resized to the model's short side;
+with a 30 fps video and a stride-2 clip, every other frame is decoded but never
+converted) and hands every frame over through a small bounded queue; the
+consumer keeps only the last few prepared frames in a ring buffer
+(`FrameRing`), enough for one clip window. The full-resolution frame survives
+only for keyframe centres (the person detector reads it), so memory does not
+grow with the video's length.
 
 Frame timing follows `sfdet.data.video`: frame times are presentation
 timestamps from the stream's start, and a keyframe's centre is the decoded
@@ -40,15 +42,36 @@ from sfdet.errors import DataError
 MAX_CONSECUTIVE_BAD_PACKETS = 100
 
 
+class FrameImage:
+    """A decoded frame, converted to RGB on first use: frames no clip samples are never converted."""
+
+    __slots__ = ("_frame", "_rgb")
+
+    def __init__(self, frame: av.VideoFrame | np.ndarray):
+        self._frame, self._rgb = (None, frame) if isinstance(frame, np.ndarray) else (frame, None)
+
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8."""
+        if self._rgb is None:
+            self._rgb = self._frame.to_ndarray(format="rgb24")
+            self._frame = None  # the decoder's buffer goes back to its pool
+        return self._rgb
+
+
 @dataclass
 class DecodedFrame:
     """One frame of the stream, in presentation order."""
 
     index: int  # 0-based position in the stream: decode order, or the grid point when resampling
     time: float  # seconds from the stream's start (presentation timestamp, or grid point / fps)
-    rgb: np.ndarray  # (H, W, 3) uint8
+    image: FrameImage  # shared by the grid points a frame is repeated on
     source_index: int  # 0-based position among the decoded frames (= index without resampling)
     exact_time: Fraction  # `time`, exact (resampling rounds it as ffmpeg does)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 (converted on first access)."""
+        return self.image.rgb()
 
 
 @dataclass
@@ -104,7 +127,7 @@ def decode_frames(path: str | Path, report: DecodeReport | None = None) -> Itera
                     raise DataError(f"{path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
                 time = (frame.pts - start_pts) * time_base
                 index = report.frames
-                yield DecodedFrame(index, float(time), frame.to_ndarray(format="rgb24"), index, time)
+                yield DecodedFrame(index, float(time), FrameImage(frame), index, time)
                 report.frames += 1
 
 
@@ -116,7 +139,7 @@ def resample_frames(frames: Iterable[DecodedFrame], fps: float, frame_period: Fr
     """
     rate = rate_fraction(fps)
     for k, frame in resample_to_grid(((f.exact_time, f) for f in frames), rate, frame_period):
-        yield DecodedFrame(k, float(k / rate), frame.rgb, frame.source_index, Fraction(k) / rate)
+        yield DecodedFrame(k, float(k / rate), frame.image, frame.source_index, Fraction(k) / rate)
 
 
 class NearestFrameMatcher:
@@ -174,6 +197,10 @@ class FrameStream:
     prepare_frame: (H, W, 3) uint8 -> anything; runs in the decoder thread.
     max_queued: frames the decoder may run ahead of the consumer.
     resample_fps: stream the frames of this rate's grid (`data.video_resample_fps`), None: the decoded frames.
+    window_offsets: the clip offsets around each keyframe centre (`clip_offsets`). Given, only the
+        frames some window samples are converted and prepared (the others stream with `prepared`
+        None): the decoder holds `-min(offsets) + 1` undecided frames, still in the codec's format,
+        until the keyframes that could sample them are placed. None: every frame is prepared.
 
     Keyframes after the last frame (beyond the end tolerance of
     `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
@@ -186,6 +213,7 @@ class FrameStream:
         prepare_frame: Callable[[np.ndarray], Any],
         max_queued: int = 8,
         resample_fps: float | None = None,
+        window_offsets: Sequence[int] | None = None,
     ):
         self.path = Path(path)
         self.info = open_video(self.path)
@@ -193,9 +221,11 @@ class FrameStream:
         self.report = DecodeReport()
         self.dropped_keyframes: list[float] = []
         self.decode_seconds = 0.0  # decoder-thread time spent decoding and preparing frames
+        self.prepared_frames = 0  # frames `prepare_frame` ran on
         self._keyframe_times = keyframe_times
         self._keyframes_finite = isinstance(keyframe_times, Sequence)
         self._prepare_frame = prepare_frame
+        self._offsets = None if window_offsets is None else sorted(set(int(o) for o in window_offsets))
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"decode:{self.path.name}", daemon=True)
@@ -214,50 +244,77 @@ class FrameStream:
 
     def _run(self) -> None:
         try:
-            matcher = NearestFrameMatcher(self._keyframe_times)
-            held: StreamItem | None = None  # one frame of lookahead: its keyframes are not all known yet
-            held_rgb: np.ndarray | None = None
-            last_period = 1.0 / (self.resample_fps or self.info.fps)
-            frames = decode_frames(self.path, self.report)
-            if self.resample_fps:
-                frames = resample_frames(frames, self.resample_fps, 1 / rate_fraction(self.info.fps))
-            prepared_source, prepared = -1, None  # a frame repeated on the grid is prepared once
-            while True:
-                tick = time.perf_counter()
-                frame = next(frames, None)
-                if frame is None:
-                    break
-                current_keyframes: list[float] = []
-                for t, centre in matcher.add_frame(frame.index, frame.time):
-                    (current_keyframes if centre == frame.index else held.keyframes).append(t)
-                if held is not None:
-                    last_period = max(frame.time - held.time, 1e-6)
-                    held.rgb = held_rgb if held.keyframes else None
-                    self.decode_seconds += time.perf_counter() - tick
-                    if not self._put(held):  # blocks while the consumer is behind: not decode time
-                        return
-                    tick = time.perf_counter()
-                if frame.source_index != prepared_source:
-                    prepared_source, prepared = frame.source_index, self._prepare_frame(frame.rgb)
-                held = StreamItem(frame.index, frame.time, prepared, frame.source_index, current_keyframes)
-                held_rgb = frame.rgb
-                self.decode_seconds += time.perf_counter() - tick
-            if held is None:
-                raise DataError(
-                    f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it"
-                )
-            for t in matcher.remaining():
-                if t <= held.time + END_TOLERANCE_FRAMES * last_period:
-                    held.keyframes.append(t)
-                else:  # after the end of the video
-                    self.dropped_keyframes.append(t)
-                    if not self._keyframes_finite:
-                        break
-            held.rgb = held_rgb if held.keyframes else None
-            if self._put(held):
-                self._put(_END)
+            self._decode()
         except BaseException as exc:  # handed to the consumer, which re-raises it
             self._put(exc)
+
+    def _decode(self) -> None:
+        offsets = self._offsets
+        # A keyframe's centre is known once the frame after it arrives, so frame i is known to be
+        # sampled (or not) once frame i - min(offsets) + 1 has been decoded.
+        lookahead = 0 if offsets is None else max(0, -offsets[0])
+        needed: set[int] = set()  # frame indices some placed window samples
+        reach = -1  # the furthest frame index a placed window samples (beyond the end: the last frame)
+        waiting: collections.deque[tuple[StreamItem, DecodedFrame]] = collections.deque()
+        prepared_source, prepared = -1, None  # a frame repeated on the grid is prepared once
+
+        def release(item: StreamItem, frame: DecodedFrame) -> bool:
+            nonlocal prepared_source, prepared
+            tick = time.perf_counter()
+            if offsets is None or item.index in needed:
+                if frame.source_index != prepared_source:
+                    prepared_source, prepared = frame.source_index, self._prepare_frame(frame.rgb)
+                    self.prepared_frames += 1
+                item.prepared = prepared
+                needed.discard(item.index)
+            if item.keyframes:
+                item.rgb = frame.rgb
+            self.decode_seconds += time.perf_counter() - tick
+            return self._put(item)  # blocks while the consumer is behind: not decode time
+
+        def place(t: float, centre: int, item: StreamItem) -> None:
+            nonlocal reach
+            item.keyframes.append(t)
+            if offsets is not None:
+                needed.update(max(0, centre + o) for o in offsets)
+                reach = max(reach, centre + offsets[-1])
+
+        matcher = NearestFrameMatcher(self._keyframe_times)
+        last_period = 1.0 / (self.resample_fps or self.info.fps)
+        frames = decode_frames(self.path, self.report)
+        if self.resample_fps:
+            frames = resample_frames(frames, self.resample_fps, 1 / rate_fraction(self.info.fps))
+        while True:
+            tick = time.perf_counter()
+            frame = next(frames, None)
+            if frame is None:
+                break
+            item = StreamItem(frame.index, frame.time, None, frame.source_index)
+            if waiting:
+                last_period = max(frame.time - waiting[-1][0].time, 1e-6)
+            for t, centre in matcher.add_frame(frame.index, frame.time):
+                place(t, centre, item if centre == frame.index else waiting[-1][0])
+            waiting.append((item, frame))
+            self.decode_seconds += time.perf_counter() - tick
+            while waiting[0][0].index < frame.index - lookahead:
+                if not release(*waiting.popleft()):
+                    return
+        if not waiting:
+            raise DataError(f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it")
+        last = waiting[-1][0]
+        for t in matcher.remaining():
+            if t <= last.time + END_TOLERANCE_FRAMES * last_period:
+                place(t, last.index, last)
+            else:  # after the end of the video
+                self.dropped_keyframes.append(t)
+                if not self._keyframes_finite:
+                    break
+        if reach >= last.index:  # windows past the end repeat the last frame
+            needed.add(last.index)
+        while waiting:
+            if not release(*waiting.popleft()):
+                return
+        self._put(_END)
 
     # -- consumer -------------------------------------------------------------------------
 
