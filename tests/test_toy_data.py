@@ -271,3 +271,17 @@ def test_cli_writes_a_dataset_with_frames_and_overwrites(tmp_path, capsys):
     (out / "mine.txt").write_text("not ours")
     assert cli.main(args[:-2] + ["--overwrite"]) == 0
     assert not (out / "frames").exists() and (out / "mine.txt").exists()  # only the generator's own files go
+
+
+def test_waving_and_circling_only_while_standing_or_crouching():
+    walking = toy.ToyFigure(
+        person_id=0, height=100.0, ground_y=170.0, colors=np.zeros((6, 3)),
+        pose_segments=[toy.PoseSegment(0.0, 10.0, "walk", 1, 0.3)],
+        arm_segments=[toy.ArmSegment(0.0, 10.0, "wave_fast", "circle_cw", 0.0, 0.0)],
+        x_world=np.full(150, 160.0),
+    )
+    assert toy.actions_at(walking, 5.0) == [toy.CLASS_ID["walk"]]
+    pose, _ = toy.figure_pose(walking, 75, 15.0)
+    np.testing.assert_allclose(pose, toy.pose_action_angles("walk", 5.0, 0.3))  # arms swing as in walking
+    standing = _waving_figure("wave_fast", 0.0)
+    assert toy.actions_at(standing, 5.0) == [toy.CLASS_ID["stand"], toy.CLASS_ID["wave_fast"]]

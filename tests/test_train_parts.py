@@ -67,9 +67,20 @@ def test_optimizer_does_not_decay_batchnorm():
     assert opt.defaults["nesterov"] and opt.defaults["momentum"] == 0.9
 
 
+def test_adamw_keeps_the_two_decay_groups_and_momentum_as_beta1():
+    model = nn.Sequential(nn.Conv3d(3, 4, 1), nn.BatchNorm3d(4))
+    opt = build_optimizer(model, TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=0.05, momentum=0.8))
+    assert isinstance(opt, torch.optim.AdamW) and opt.defaults["betas"] == (0.8, 0.999)
+    assert sorted(g["weight_decay"] for g in opt.param_groups) == [0.0, 0.05]
+
+
 def test_train_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="train.schedule"):
         TrainConfig(schedule="poly")
+    with pytest.raises(ConfigError, match="train.optimizer.*sgd, adamw"):
+        TrainConfig(optimizer="adam")
+    with pytest.raises(ConfigError, match="train.nesterov"):
+        TrainConfig(optimizer="adamw", nesterov=True)
     with pytest.raises(ConfigError, match="train.batch_size"):
         TrainConfig(batch_size=0)
     with pytest.raises(ConfigError, match="unknown config key 'train.lr_step'"):

@@ -14,7 +14,9 @@ noise-and-stripes texture panned by a slowly oscillating camera; people and
 distractors move with it. Walking/running people enter and leave the frame.
 
 Classes (label_map ids). Every annotated person has exactly one pose action per
-keyframe plus zero or more arm actions:
+keyframe plus zero or more arm actions (waving and hand circling only while it
+stands or crouches: a walking, running or jumping body swings its arms; all
+figures wear white gloves, so the hands that these actions move stand out):
     1 stand, 2 walk (0.8 Hz gait, 0.3 heights/s), 3 run (1.5 Hz, 0.75 heights/s, lean, bent arms),
     4 jump (1 jump/s), 5 crouch                                          -- pose actions
     6 wave_slow   front forearm waves +-29 deg at 0.3 Hz (0.02 cycles/frame)
@@ -150,7 +152,8 @@ ALIASED_PAIRS = (
     {"classes": [8, 9], "differs_in": "direction", "slow_pathway_sees": "identical samples (half a turn per Slow step)"},
 )
 
-POSE_PROBS = {"stand": 0.2, "walk": 0.3, "run": 0.15, "jump": 0.15, "crouch": 0.2}
+POSE_PROBS = {"stand": 0.3, "walk": 0.25, "run": 0.1, "jump": 0.1, "crouch": 0.25}
+STILL_POSES = ("stand", "crouch")  # the poses during which a figure waves or circles its hand
 FRONT_ARM_PROBS = {None: 0.3, "wave_slow": 0.24, "wave_fast": 0.24, "clap": 0.22}
 BACK_ARM_PROBS = {None: 0.4, "circle_cw": 0.3, "circle_ccw": 0.3}
 
@@ -349,18 +352,27 @@ def figure_pose(figure: ToyFigure, frame_index: int, fps: float) -> tuple[np.nda
         body = pose_action_angles(ps.action, t, ps.phase)
         for ka, wa in _blend_weights(figure.arm_segments, t):
             a = figure.arm_segments[ka]
-            pose = apply_arm_actions(body, a.front, a.back, frame_index, a.phase_front, a.phase_back, facing)
+            front, back = arm_actions_during(ps.action, a)
+            pose = apply_arm_actions(body, front, back, frame_index, a.phase_front, a.phase_back, facing)
             if base is None:
                 base, total = pose, np.zeros_like(pose)
             total += wp * wa * _angle_wrap(pose - base)
     return base + total, facing
 
 
+def arm_actions_during(pose_action: str, arms: ArmSegment) -> tuple[str | None, str | None]:
+    """(front, back) arm actions a figure shows during a pose: it waves and circles its hand only while
+    standing or crouching (a walking, running or jumping body swings its arms; claps go with any pose)."""
+    if pose_action in STILL_POSES:
+        return arms.front, arms.back
+    return ("clap" if arms.front == "clap" else None), None
+
+
 def actions_at(figure: ToyFigure, t: float) -> list[int]:
     """Class ids of a figure at time t: its pose action first, then its arm actions."""
     pose = figure.pose_segments[_active(figure.pose_segments, t)]
-    arms = figure.arm_segments[_active(figure.arm_segments, t)]
-    return [CLASS_ID[pose.action]] + [CLASS_ID[a] for a in (arms.front, arms.back) if a is not None]
+    arms = arm_actions_during(pose.action, figure.arm_segments[_active(figure.arm_segments, t)])
+    return [CLASS_ID[pose.action]] + [CLASS_ID[a] for a in arms if a is not None]
 
 
 def _choice(rng: np.random.Generator, probs: dict):
@@ -451,8 +463,8 @@ def sample_scene(rng: np.random.Generator, video_id: str, width: int, height: in
     """Everything that happens in one video, drawn from `rng`."""
     n_frames = int(round(seconds * fps))
     t = np.arange(n_frames) / fps
-    amplitude, period, phase = rng.uniform(10, 40), rng.uniform(12, 30), rng.uniform(0, 2 * np.pi)
-    drift = rng.uniform(-3, 3)
+    amplitude, period, phase = rng.uniform(4, 12), rng.uniform(12, 30), rng.uniform(0, 2 * np.pi)
+    drift = rng.uniform(-1.5, 1.5)
     pan = amplitude * (np.sin(2 * np.pi * t / period + phase) - np.sin(phase)) + drift * t
     texture = extend_periodic(background_texture(rng, height, 2 * width, horizon=rng.uniform(0.4, 0.55)), width)
     figures = [_sample_figure(rng, k, width, height, seconds, fps, n_frames) for k in range(int(rng.integers(3, 6)))]
