@@ -1,6 +1,6 @@
 """Benchmark `sfdet predict`: peak memory must not grow with the video's length.
 
-Writes two synthetic 640x360 videos (1 and 10 minutes; `--quick`: 10 s and 100 s)
+Writes two synthetic 640x360 videos (`--size`; 1 and 10 minutes, `--lengths`; `--quick`: 10 s and 100 s)
 with moving person-like boxes and their proposals CSV, then runs `sfdet predict`
 on each in a fresh process and reports peak RSS (from `wait4`), per-stage time
 (decode, detect, action, write, from the JSONL `end` record) and keyframes/s.
@@ -17,7 +17,8 @@ preprocessing and action model, in this process. It reports both keyframes/s
 (model loading excluded on both sides), their ratio, and the largest score
 difference against sfdet's CSV, which must be the same detections.
 
-    python scripts/bench_predict.py [--quick] [--workdir DIR] [--fps 30] [--device cpu] [--no-baseline]
+    python scripts/bench_predict.py [--quick] [--workdir DIR] [--fps 30] [--device cpu] [--precision fp32]
+                                    [--no-baseline]
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from sfdet.data.video import write_video  # noqa: E402
 from sfdet.models import build_model  # noqa: E402
 from sfdet.models.checkpoint import save_sfdet_checkpoint  # noqa: E402
 
-WIDTH, HEIGHT = 640, 360
+DEFAULT_SIZE = (640, 360)
 NUM_CLASSES = 10
 
 
@@ -54,27 +55,32 @@ def person_boxes_norm(t: float) -> np.ndarray:
     return np.stack([centres - 0.08, np.full(2, 0.15), centres + 0.08, np.full(2, 0.95)], axis=1)
 
 
-def synthetic_frames(seconds: float, fps: float):
-    background = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
-    background[..., 0] = np.linspace(40, 120, WIDTH, dtype=np.uint8)[None, :]
-    background[..., 1] = np.linspace(60, 100, HEIGHT, dtype=np.uint8)[:, None]
+def synthetic_frames(seconds: float, fps: float, width: int, height: int):
+    background = np.zeros((height, width, 3), np.uint8)
+    background[..., 0] = np.linspace(40, 120, width, dtype=np.uint8)[None, :]
+    background[..., 1] = np.linspace(60, 100, height, dtype=np.uint8)[:, None]
     background[..., 2] = 90
-    scale = np.array([WIDTH, HEIGHT, WIDTH, HEIGHT])
+    scale = np.array([width, height, width, height])
     for i in range(int(round(seconds * fps))):
         frame = background.copy()
         for k, (x1, y1, x2, y2) in enumerate((person_boxes_norm(i / fps) * scale).astype(int)):
             frame[y1:y2, x1:x2] = (220, 180, 150) if k == 0 else (90, 200, 230)
-            arm = int(10 * np.sin(i / fps * 6 + k))  # a little motion inside the box
-            frame[y1 + 40 + arm : y1 + 60 + arm, x1:x2] = 30
+            arm = int(height / 36 * np.sin(i / fps * 6 + k))  # a little motion inside the box
+            frame[y1 + height // 9 + arm : y1 + height // 6 + arm, x1:x2] = 30
         yield frame
 
 
-def make_video(workdir: Path, name: str, seconds: float, fps: float) -> tuple[Path, Path]:
+def video_name(seconds: float, fps: float, size: tuple[int, int]) -> str:
+    suffix = "" if size == DEFAULT_SIZE else f"_{size[0]}x{size[1]}"
+    return f"synthetic_{int(seconds)}s_{int(fps)}fps{suffix}"
+
+
+def make_video(workdir: Path, name: str, seconds: float, fps: float, size: tuple[int, int]) -> tuple[Path, Path]:
     video = workdir / f"{name}.mp4"
     boxes = workdir / f"{name}_boxes.csv"
     if not video.exists():
         print(f"writing {video} ({seconds:g} s at {fps:g} fps)...", flush=True)
-        write_video(video, synthetic_frames(seconds, fps), fps=fps, crf=23)
+        write_video(video, synthetic_frames(seconds, fps, *size), fps=fps, crf=23)
     if not boxes.exists():
         rows = []
         for t in range(int(seconds) + 1):
@@ -100,7 +106,8 @@ def make_toy_checkpoint(workdir: Path) -> Path:
 def run_predict(video: Path, boxes: Path, weights: str, args) -> dict:
     out = video.parent / "out"
     command = [sys.executable, "-m", "sfdet", "predict", str(video), "--weights", weights, "--out", str(out),
-               "--device", args.device, "--batch-size", str(args.batch_size), "--no-progress"]
+               "--device", args.device, "--batch-size", str(args.batch_size), "--precision", args.precision,
+               "--no-progress"]
     if args.detector:
         detector_weights = video.parent / f"{args.detector}_random.pth"
         if not detector_weights.exists():
@@ -139,7 +146,7 @@ def per_clip_baseline(video: Path, boxes: Path, weights: str, args) -> dict:
     keyframes = [r for r in records if r["type"] == "keyframe"]
     num_frames = records[-1]["frames_decoded"]
     device = pick_device(args.device)
-    predictor = load_action_predictor(weights, device)
+    predictor = load_action_predictor(weights, device, precision=args.precision)
     detector = build_detector(None, boxes_path=str(boxes))
     start = time.perf_counter()
     encoded = EncodedVideo.from_path(str(video), decode_audio=False, decoder="pyav")
@@ -196,26 +203,35 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10 s and 100 s videos instead of 1 and 10 minutes")
     parser.add_argument("--workdir", default="bench_predict_work", help="videos and outputs (reused between runs)")
     parser.add_argument("--fps", type=float, default=30.0)
+    parser.add_argument("--size", default="640x360", help="synthetic video size WIDTHxHEIGHT (e.g. 1280x720)")
+    parser.add_argument("--lengths", default="60,600", help="seconds of the short and the long video")
     parser.add_argument("--weights", default=None, help="action model (default: the toy SlowFast, random init)")
     parser.add_argument("--detector", default=None, help="torchvision detector name (random weights) instead of boxes")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="action model precision, the same on both sides (bf16: CUDA or AVX512-BF16/AMX CPUs)")
     parser.add_argument("--render", action="store_true", help="also render the mp4 (the write stage)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the per-clip re-decoding baseline")
     args = parser.parse_args()
 
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    lengths = [10.0, 100.0] if args.quick else [60.0, 600.0]
+    lengths = [10.0, 100.0] if args.quick else [float(v) for v in args.lengths.split(",")]
+    try:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+        assert len(size) == 2 and min(size) >= 64
+    except (ValueError, AssertionError):
+        raise SystemExit(f"--size {args.size!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
     weights = args.weights or str(make_toy_checkpoint(workdir))
     results = []
     for seconds in lengths:
-        video, boxes = make_video(workdir, f"synthetic_{int(seconds)}s_{int(args.fps)}fps", seconds, args.fps)
+        video, boxes = make_video(workdir, video_name(seconds, args.fps, size), seconds, args.fps, size)
         print(f"predicting {video}...", flush=True)
         results.append((seconds, run_predict(video, boxes, weights, args)))
 
     print()
-    print(f"| video ({WIDTH}x{HEIGHT}, {args.fps:g} fps) | frames | keyframes | peak RSS (MB) | decode (s) | "
+    print(f"| video ({size[0]}x{size[1]}, {args.fps:g} fps) | frames | keyframes | peak RSS (MB) | decode (s) | "
           "detect (s) | action (s) | write (s) | total (s) | keyframes/s |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for seconds, r in results:
@@ -224,7 +240,7 @@ def main() -> None:
               f"{r['keyframes'] / r['total']:.2f} |")
     if not args.no_baseline:
         seconds, ours = results[0]
-        video, boxes = make_video(workdir, f"synthetic_{int(seconds)}s_{int(args.fps)}fps", seconds, args.fps)
+        video, boxes = make_video(workdir, video_name(seconds, args.fps, size), seconds, args.fps, size)
         print(f"\nbaseline: PyTorchVideo EncodedVideo.get_clip per keyframe on {video.name}...", flush=True)
         base = per_clip_baseline(video, boxes, weights, args)
         ours_rate, base_rate = ours["keyframes"] / ours["total"], base["keyframes"] / base["total"]
