@@ -141,7 +141,7 @@ CLASSES: tuple[ToyClass, ...] = (
     ToyClass(6, "wave_slow", "arm", "front arm raised, forearm waving +-29 deg at 0.02 cycles/frame"),
     ToyClass(7, "wave_fast", "arm", "the same wave at 1/8 - 0.02 cycles/frame: identical to wave_slow on the Slow pathway"),
     ToyClass(8, "circle_cw", "arm", "back hand circling clockwise (as seen) in front of the chest at 1/16 cycles/frame"),
-    ToyClass(9, "circle_ccw", "arm", "back arm circling counter-clockwise at 1/16 cycles/frame: = circle_cw on the Slow pathway"),
+    ToyClass(9, "circle_ccw", "arm", "back hand circling counter-clockwise at 1/16 cycles/frame: = circle_cw on the Slow pathway"),
     ToyClass(10, "clap", "arm", "both hands clapping overhead at 0.1 cycles/frame"),
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}

@@ -24,7 +24,6 @@ from sfdet.config import Config, from_dict, load_config
 from sfdet.data.clip_sampling import clip_offsets, pack_pathways
 from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
-from sfdet.engine.precision import autocast_context
 from sfdet.models.inference import optimize_for_inference
 from sfdet.errors import ConfigError
 
@@ -86,7 +85,6 @@ class ActionPredictor:
         device: torch.device,
         precision: str = "fp32",
         name: str = "",
-        optimize: bool = True,
     ):
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
@@ -95,11 +93,9 @@ class ActionPredictor:
         num_classes = model.cfg.num_classes
         if len(label_map) != num_classes:
             raise ConfigError(f"the label map has {len(label_map)} classes but the model outputs {num_classes}")
-        model = model.eval().to(device)
         # BN folded into the convs, channels-last memory, weights cast once for bf16/fp16
-        # (`sfdet.models.inference`; same scores to ~1e-5 in fp32). optimize=False: the model as loaded.
-        self.model = optimize_for_inference(model, precision) if optimize else model
-        self.optimized = optimize
+        # (`sfdet.models.inference`; same scores to ~1e-5 in fp32); it runs in its own precision.
+        self.model = optimize_for_inference(model.eval().to(device), precision)
         self.cfg = data_cfg
         self.label_map = dict(label_map)
         self.device = device
@@ -132,11 +128,7 @@ class ActionPredictor:
         packed = [pack_pathways(clip, self.alpha, self.cfg.slow_sampling) for clip in clips]
         inputs = [torch.stack([p[i] for p in packed]).to(self.device) for i in range(len(packed[0]))]
         boxes_device = [b.to(self.device) for b in boxes]
-        if self.optimized:  # runs in its own precision
-            scores = self.model(inputs, boxes_device)
-        else:
-            with autocast_context(self.precision, self.device):
-                scores = self.model(inputs, boxes_device)
+        scores = self.model(inputs, boxes_device)
         scores = scores.float().cpu().numpy()
         splits = np.cumsum([len(b) for b in boxes])[:-1]
         return np.split(scores, splits)
