@@ -12,7 +12,7 @@ import pytest
 
 from sfdet import cli
 from sfdet.data import ava, toy
-from sfdet.data.toy_render import figure_joints
+from sfdet.data.toy_render import HAND_RADIUS, figure_joints
 from sfdet.errors import ConfigError, DataError
 
 SMALL = {"quick": True, "seconds": 3, "videos_train": 1, "videos_val": 1}
@@ -100,7 +100,8 @@ def test_meta_describes_classes_and_aliased_pairs(quick_set):
     assert {tuple(p["classes"]) for p in meta["aliased_pairs"]} == {(6, 7), (8, 9)}
     by_name = {c["name"]: c for c in meta["classes"]}
     assert by_name["wave_fast"]["frequency_hz"] == pytest.approx(1.875 - by_name["wave_slow"]["frequency_hz"])
-    assert by_name["circle_cw"]["frequency_hz"] == pytest.approx(1.875 / 2)
+    assert by_name["swipe_down"]["frequency_hz"] == pytest.approx(1.875)
+    assert meta["horizontal_flip_swaps"] == []
     assert meta["clip"]["slow_pathway_hz"] == 1.875
 
 
@@ -159,19 +160,20 @@ def _wave_twin_phase(phase: float, first_slow_frame: int) -> float:
     return np.pi - phase - 2 * np.pi * first_slow_frame / 8
 
 
-def _circle_twin_phase(phase: float, first_slow_frame: int) -> float:
-    """Half a turn per 8 frames, either way: the other direction, shifted."""
-    return phase + 2 * np.pi * first_slow_frame / 8
+def _swipe_twin_phase(phase: float, first_slow_frame: int) -> float:
+    """One stroke per 8 frames: the Slow frames hold the hand at one height; the other direction reaches it too."""
+    return -phase - 4 * np.pi * first_slow_frame / 8
 
 
-@pytest.mark.parametrize("pair, side, twin_phase", [
-    (("wave_slow", "wave_fast"), "front", _wave_twin_phase),
-    (("circle_cw", "circle_ccw"), "back", _circle_twin_phase),
+@pytest.mark.parametrize("pair, side, twin_phase, slow_moves", [
+    (("wave_slow", "wave_fast"), "front", _wave_twin_phase, True),
+    (("swipe_down", "swipe_up"), "back", _swipe_twin_phase, False),
 ])
-def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, twin_phase):
+def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, twin_phase, slow_moves):
     """For every clip of one class there is a phase of the other class with the very same Slow frames
     (so, with uniform random phases, the Slow pathway sees identical distributions), but no phase of
-    the other class reproduces its Fast frames."""
+    the other class reproduces its Fast frames. (The waving arm moves between Slow frames; the swiping
+    hand is still on them.)"""
     rng = np.random.default_rng(0)
     for _ in range(4):
         phase, centre = rng.uniform(0, 2 * np.pi), int(rng.integers(20, 280))
@@ -181,7 +183,8 @@ def test_aliased_pairs_look_identical_on_the_slow_pathway_only(pair, side, twin_
         twin = _waving_figure(pair[1], twin_phase(phase, slow_frames[0]))
         slow_first = np.array([_hand(first, f, side) for f in slow_frames])
         np.testing.assert_allclose(slow_first, [_hand(twin, f, side) for f in slow_frames], atol=1e-6)
-        assert np.abs(np.diff(slow_first, axis=0)).max() > 3.0  # the arm does move between Slow frames
+        slow_motion = np.abs(np.diff(slow_first, axis=0)).max()
+        assert slow_motion > 3.0 if slow_moves else slow_motion < 1e-6
 
         fast_first = np.array([_hand(first, f, side) for f in fast_frames])
         closest = min(
@@ -273,11 +276,22 @@ def test_cli_writes_a_dataset_with_frames_and_overwrites(tmp_path, capsys):
     assert not (out / "frames").exists() and (out / "mine.txt").exists()  # only the generator's own files go
 
 
-def test_waving_and_circling_only_while_standing_or_crouching():
+def test_swipe_strokes_run_in_their_direction_in_steps_shorter_than_the_hand():
+    frames = np.arange(0, 32, 2)  # Fast frames
+    for downward, sign in ((True, 1), (False, -1)):
+        steps = np.diff(toy.swipe_hand_down(downward, 0.3, frames))
+        strokes = steps[np.sign(steps) == sign]
+        assert len(strokes) >= 11  # 3 of the 4 steps of each 8-frame cycle
+        np.testing.assert_allclose(np.abs(strokes), toy.SWIPE_LENGTH / 4)
+        assert np.abs(strokes).max() < 2 * HAND_RADIUS  # a motion: the glove overlaps its last place
+        assert np.abs(steps[np.sign(steps) == -sign]).min() > 2 * HAND_RADIUS  # the jump back is not
+
+
+def test_waving_and_swiping_only_while_standing_or_crouching():
     walking = toy.ToyFigure(
         person_id=0, height=100.0, ground_y=170.0, colors=np.zeros((6, 3)),
         pose_segments=[toy.PoseSegment(0.0, 10.0, "walk", 1, 0.3)],
-        arm_segments=[toy.ArmSegment(0.0, 10.0, "wave_fast", "circle_cw", 0.0, 0.0)],
+        arm_segments=[toy.ArmSegment(0.0, 10.0, "wave_fast", "swipe_down", 0.0, 0.0)],
         x_world=np.full(150, 160.0),
     )
     assert toy.actions_at(walking, 5.0) == [toy.CLASS_ID["walk"]]

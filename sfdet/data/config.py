@@ -14,6 +14,7 @@ from sfdet.errors import ConfigError
 SOURCES = ("video", "frames")
 SLOW_SAMPLINGS = ("stride", "linspace")
 VAL_BOXES = ("proposals", "gt")
+CACHES = ("none", "ram")
 
 
 @dataclass
@@ -39,6 +40,10 @@ class DataConfig:
     # frames of a fixed grid k / rate from the video's start, each the frame `ffmpeg -r RATE` would extract
     # there (see sfdet.data.video), so videos of any frame rate give the clips of frames extracted at RATE.
     video_resample_fps: float | None = None
+    # "ram" (source: video): decode every video of a split once, before training, and read clips from memory
+    # (shared with forked loader workers). For small datasets read many times, like the toy set; the
+    # split's decoded frames must fit in half the free memory (checked). "none": decode each clip.
+    cache: str = "none"
     time_offset: float = 0.0  # video time of a keyframe = timestamp - time_offset (AVA: 900)
     # Clip sampling (PySlowFast `get_sequence`).
     num_frames: int = 32  # Fast pathway frames
@@ -69,6 +74,10 @@ class DataConfig:
         _one_of("source", self.source, SOURCES)
         _one_of("slow_sampling", self.slow_sampling, SLOW_SAMPLINGS)
         _one_of("val_boxes", self.val_boxes, VAL_BOXES)
+        _one_of("cache", self.cache, CACHES)
+        if self.cache == "ram" and self.source != "video":
+            raise ConfigError("config key 'data.cache': 'ram' decodes videos (data.source: video); "
+                              "extracted frames are read as they are, use data.cache=none")
         for name in ("num_frames", "sampling_rate", "train_crop", "test_short_side"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"config key 'data.{name}': must be >= 1, got {getattr(self, name)}")

@@ -10,12 +10,14 @@ or, when the clip's video cannot be read and skipping is on (training), `{"skipp
 
 `collate_fn` packs samples into a batch (see its docstring); `build_loader` wraps both in a DataLoader.
 Pixel sources (videos or frame folders) are opened lazily in the process that reads them,
-at most `MAX_OPEN_SOURCES` at a time, and never shared across a fork.
+at most `MAX_OPEN_SOURCES` at a time, and never shared across a fork. With `data.cache: ram` the
+split's videos are decoded once, in the process that builds the dataset, and forked workers share them.
 """
 
 from __future__ import annotations
 
 import collections
+import math
 import os
 import warnings
 from pathlib import Path
@@ -23,6 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
 
 from sfdet.data import ava
 from sfdet.data.clip_sampling import clip_offsets, pack_pathways
@@ -30,10 +33,22 @@ from sfdet.data.config import DataConfig
 from sfdet.data.frames import FrameFolder
 from sfdet.data.labels import KeyframeBoxes, detection_boxes, flip_label_columns, training_targets
 from sfdet.data.transforms import ClipTransform
-from sfdet.data.video import VideoReader
+from sfdet.data.video import DecodedVideo, VideoReader
 from sfdet.errors import ConfigError, DataError
 
 MAX_OPEN_SOURCES = 4
+
+
+def available_memory_bytes() -> int | None:
+    """Memory the system can still give (Linux `MemAvailable`), None where it cannot tell."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 class SkippedClipWarning(UserWarning):
@@ -90,10 +105,11 @@ class AvaDataset(Dataset):
     gets the labels of `data.flip_label_pairs` swapped.
     `skip_bad_videos` (default: `data.skip_bad_videos` in training) turns an unreadable video into
     a skipped sample with a warning instead of a `DataError`.
+    `progress`: show a progress bar while `data.cache: ram` decodes the videos.
     """
 
     def __init__(self, cfg: DataConfig, split: str, alpha: int | None, train_transform: bool | None = None,
-                 skip_bad_videos: bool | None = None):
+                 skip_bad_videos: bool | None = None, progress: bool = False):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
         self.cfg, self.split, self.alpha = cfg, split, alpha
@@ -124,6 +140,7 @@ class AvaDataset(Dataset):
         self._sources: collections.OrderedDict = collections.OrderedDict()
         self._pid = os.getpid()
         self._warned: set[str] = set()
+        self._decoded: dict[str, DecodedVideo] = self._decode_videos(progress) if cfg.cache == "ram" else {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -156,8 +173,36 @@ class AvaDataset(Dataset):
             "timestamp": timestamp,
         }
 
+    def _decode_videos(self, progress: bool) -> dict[str, DecodedVideo]:
+        """`data.cache: ram`: every video of the split decoded once, after checking that they fit in memory."""
+        needed = 0
+        for location in self.locations.values():
+            try:
+                with VideoReader(location) as reader:
+                    info = reader.info
+            except DataError:
+                continue  # read (and skipped or reported) like any unreadable video
+            frames = info.num_frames or math.ceil(info.duration * info.fps) + 1
+            needed += info.width * info.height * 3 * frames
+        free = available_memory_bytes()
+        if free is not None and needed > free / 2:
+            raise DataError(
+                f"data.cache=ram: the {len(self.locations)} {self.split} videos need ~{needed / 2**30:.1f} GiB decoded, "
+                f"more than half the free memory ({free / 2**30:.1f} GiB); set data.cache=none"
+            )
+        decoded = {}
+        for video_id, location in tqdm(self.locations.items(), desc=f"decoding {self.split} videos into memory",
+                                       unit="video", dynamic_ncols=True, leave=False, disable=not progress):
+            try:
+                decoded[video_id] = DecodedVideo(location, resample_fps=self.cfg.video_resample_fps)
+            except DataError:
+                pass  # left to VideoReader, which raises (or skips) when one of its clips is read
+        return decoded
+
     def _source(self, video_id: str):
-        """The open pixel source of a video, kept in a small per-process LRU."""
+        """The pixel source of a video: its decoded frames (`data.cache: ram`) or an open file in a small LRU."""
+        if video_id in self._decoded:
+            return self._decoded[video_id]
         if self._pid != os.getpid():
             # Forked into a worker: the parent's open videos are not ours to read, nor to close
             # (closing a decoder whose threads stayed in the parent hangs), so keep them untouched.

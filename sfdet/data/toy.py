@@ -14,17 +14,17 @@ noise-and-stripes texture panned by a slowly oscillating camera; people and
 distractors move with it. Walking/running people enter and leave the frame.
 
 Classes (label_map ids). Every annotated person has exactly one pose action per
-keyframe plus zero or more arm actions (waving and hand circling only while it
+keyframe plus zero or more arm actions (waving and swiping only while it
 stands or crouches: a walking, running or jumping body swings its arms; all
 figures wear white gloves, so the hands that these actions move stand out):
     1 stand, 2 walk (0.8 Hz gait, 0.3 heights/s), 3 run (1.5 Hz, 0.75 heights/s, lean, bent arms),
     4 jump (1 jump/s), 5 crouch                                          -- pose actions
-    6 wave_slow   front forearm waves +-29 deg at 0.3 Hz (0.02 cycles/frame)
+    6 wave_slow   front forearm waves +-40 deg at 0.3 Hz (0.02 cycles/frame)
     7 wave_fast   the same wave at 1.875 - 0.3 = 1.575 Hz (1/8 - 0.02 = 0.105 cycles/frame)
-    8 circle_cw   back hand runs clockwise (on screen) round a small circle in front of the
-                  chest at 0.9375 Hz (1/16 cycles/frame)
-    9 circle_ccw  the same, counter-clockwise
-   10 clap        both hands clap overhead at 1.5 Hz (replaces waving and circling)
+    8 swipe_down  back hand sweeps down in front of the chest (0.24 heights) and jumps back
+                  up, 1.875 Hz (1/8 cycles/frame)
+    9 swipe_up    the same stroke upwards
+   10 clap        both hands clap overhead at 1.5 Hz (replaces waving and swiping)
 
 The speed pair (6, 7) and the direction pair (8, 9) are built to alias on the
 Slow pathway. The toy clip is 32 raw frames (Fast: 16 at stride 2 = 7.5 Hz at
@@ -40,16 +40,19 @@ any --fps:
     (2 frames apart: 0.04 vs 0.21 cycles per Fast frame) tells them apart. (The
     alias f_slow + 1/8 would be 0.33 cycles per Fast frame, close to the Fast
     pathway's Nyquist rate: a flicker rather than a motion);
-  * circling at 1/16 cycle per frame turns the hand by exactly half a turn between
-    Slow samples, which looks the same clockwise or counter-clockwise (both at
-    f = 1.875 - f = 0.9375 Hz, so the classes differ only in direction); the Fast
-    pathway sees 1/8 turn steps in one direction or the other. The circle is small
-    (radius 0.06 heights), so a step (0.046 heights) is shorter than the white
-    glove that makes it (0.084 heights across): a motion, not a jump.
+  * a swipe is a sawtooth of one stroke per 8 frames: every Slow sample finds the
+    hand at the same point of its stroke, so both directions show a hand held
+    still at a uniformly random height (psi = -phi - 4*pi*f0/8 gives the twin).
+    The Fast pathway sees 3 steps of 0.06 heights in the stroke's direction,
+    shorter than the white glove that makes them (0.10 heights across: a motion),
+    and one jump of 0.18 heights back (no overlap: not a motion). A translation
+    in one direction is the simplest thing a direction-selective filter finds;
+    an earlier design, circling cw / ccw at half a turn per Slow step, needed
+    rotation detectors that the tiny model did not learn in its budget.
 (PySlowFast's `linspace` Slow sampling picks frames 10 apart instead of 8 and
-breaks the aliasing; the toy configs use the `stride` rule.) A horizontal flip
-turns circle_cw into circle_ccw: flip augmentation must swap labels 8 and 9
-(meta.json `horizontal_flip_swaps`).
+breaks the aliasing; the toy configs use the `stride` rule.) The swipes are
+vertical, so a horizontal flip keeps every label (meta.json `horizontal_flip_swaps`
+is empty).
 
 Timing. Action segments last 4-10 s (a figure's first one 1.5-8.5 s, as if it
 started before the video) and change only at half seconds (k + 0.5 s), blended
@@ -113,11 +116,11 @@ from sfdet.errors import ConfigError, DataError
 SLOW_STRIDE_FRAMES = 8  # the toy clip's Slow pathway: alpha 4 x sampling_rate 2
 WAVE_SLOW_CYCLES_PER_FRAME = 0.02  # 0.3 Hz at 15 fps
 WAVE_FAST_CYCLES_PER_FRAME = 1 / SLOW_STRIDE_FRAMES - WAVE_SLOW_CYCLES_PER_FRAME  # 1.575 Hz at 15 fps
-CIRCLE_CYCLES_PER_FRAME = 1 / (2 * SLOW_STRIDE_FRAMES)  # 0.9375 Hz at 15 fps: half a turn per Slow step
-CIRCLE_CENTRE = (0.2, 0.08)  # heights in front of and below the shoulder
-CIRCLE_RADIUS = 0.06  # heights: the hand moves 0.046 heights per Fast frame (1/8 turn), less than its size
+SWIPE_CYCLES_PER_FRAME = 1 / SLOW_STRIDE_FRAMES  # 1.875 Hz at 15 fps: one stroke per Slow step
+SWIPE_FORWARD = 0.2  # heights in front of the shoulder (clear of the torso)
+SWIPE_TOP, SWIPE_LENGTH = -0.02, 0.24  # heights below the shoulder: the stroke runs -0.02 .. 0.22
 CLAP_CYCLES_PER_FRAME = 0.1  # 1.5 Hz at 15 fps
-WAVE_AMPLITUDE = 0.5  # radians
+WAVE_AMPLITUDE = 0.7  # radians
 WAVE_UPPER_ARM = 2.35  # radians from "down": up and forward
 
 WALK_HZ, RUN_HZ, JUMP_HZ = 0.8, 1.5, 1.0
@@ -138,24 +141,24 @@ CLASSES: tuple[ToyClass, ...] = (
     ToyClass(3, "run", "pose", f"running, {RUN_HZ} Hz stride, leaning forward, elbows bent, 0.75 heights/s"),
     ToyClass(4, "jump", "pose", f"jumping in place, {JUMP_HZ} jump/s: crouch, take off, fly arms up, land"),
     ToyClass(5, "crouch", "pose", "squatting low, knees bent, torso leaning forward"),
-    ToyClass(6, "wave_slow", "arm", "front arm raised, forearm waving +-29 deg at 0.02 cycles/frame"),
+    ToyClass(6, "wave_slow", "arm", "front arm raised, forearm waving +-40 deg at 0.02 cycles/frame"),
     ToyClass(7, "wave_fast", "arm", "the same wave at 1/8 - 0.02 cycles/frame: identical to wave_slow on the Slow pathway"),
-    ToyClass(8, "circle_cw", "arm", "back hand circling clockwise (as seen) in front of the chest at 1/16 cycles/frame"),
-    ToyClass(9, "circle_ccw", "arm", "back hand circling counter-clockwise at 1/16 cycles/frame: = circle_cw on the Slow pathway"),
+    ToyClass(8, "swipe_down", "arm", "back hand sweeping down in front of the chest, jumping back up, 1/8 cycles/frame"),
+    ToyClass(9, "swipe_up", "arm", "the same sweep upwards: a hand held still on the Slow pathway, as swipe_down"),
     ToyClass(10, "clap", "arm", "both hands clapping overhead at 0.1 cycles/frame"),
 )
 CLASS_ID = {c.name: c.id for c in CLASSES}
-# A horizontal flip turns clockwise into counter-clockwise: flip augmentation must swap these labels.
-HORIZONTAL_FLIP_SWAPS = ((8, 9),)
+# Label pairs a horizontal flip turns into each other (none here: the swipes are vertical).
+HORIZONTAL_FLIP_SWAPS: tuple[tuple[int, int], ...] = ()
 ALIASED_PAIRS = (
     {"classes": [6, 7], "differs_in": "speed", "slow_pathway_sees": "identical samples (fast = slow run backwards, 1/8 - f cycles per frame)"},
-    {"classes": [8, 9], "differs_in": "direction", "slow_pathway_sees": "identical samples (half a turn per Slow step)"},
+    {"classes": [8, 9], "differs_in": "direction", "slow_pathway_sees": "identical samples (a still hand: one stroke per Slow step)"},
 )
 
 POSE_PROBS = {"stand": 0.3, "walk": 0.25, "run": 0.1, "jump": 0.1, "crouch": 0.25}
-STILL_POSES = ("stand", "crouch")  # the poses during which a figure waves or circles its hand
+STILL_POSES = ("stand", "crouch")  # the poses during which a figure waves or swipes
 FRONT_ARM_PROBS = {None: 0.3, "wave_slow": 0.24, "wave_fast": 0.24, "clap": 0.22}
-BACK_ARM_PROBS = {None: 0.4, "circle_cw": 0.3, "circle_ccw": 0.3}
+BACK_ARM_PROBS = {None: 0.4, "swipe_down": 0.3, "swipe_up": 0.3}
 
 # --------------------------------------------------------------------------------------------------
 # Timing and annotation rules
@@ -167,7 +170,7 @@ AMBIGUOUS_VISIBLE = 0.20  # 20%..35% visible: the keyframe is excluded
 DISTRACTOR_ID0 = 1000  # object ids of distractors in the object-id map (persons: their person_id)
 
 QUICK_PRESET = {"videos_train": 2, "videos_val": 1, "seconds": 8}
-DEFAULTS = {"seed": 0, "videos_train": 32, "videos_val": 4, "seconds": 30, "fps": 15.0, "size": (320, 180)}
+DEFAULTS = {"seed": 0, "videos_train": 32, "videos_val": 8, "seconds": 30, "fps": 15.0, "size": (320, 180)}
 SPLITS = ("train", "val")
 
 
@@ -180,10 +183,14 @@ def wave_forearm_angle(cycles_per_frame: float, phase: float, frame_index) -> np
     return np.pi + WAVE_AMPLITUDE * np.sin(2 * np.pi * cycles_per_frame * np.asarray(frame_index) + phase)
 
 
-def circle_screen_angle(clockwise: bool, phase: float, frame_index) -> np.ndarray:
-    """Direction of a circling arm on screen, radians (image coordinates: increasing is clockwise)."""
-    turn = 2 * np.pi * CIRCLE_CYCLES_PER_FRAME * np.asarray(frame_index)
-    return phase + (turn if clockwise else -turn)
+def swipe_hand_down(downward: bool, phase: float, frame_index) -> np.ndarray:
+    """Height of a swiping hand below the shoulder (heights): a sawtooth, one stroke per 8 frames.
+
+    The hand runs the stroke in the action's direction and jumps back at the end of each cycle
+    (`phase`: radians, 2 pi = one cycle).
+    """
+    progress = (SWIPE_CYCLES_PER_FRAME * np.asarray(frame_index) + phase / (2 * np.pi)) % 1.0
+    return SWIPE_TOP + SWIPE_LENGTH * (progress if downward else 1.0 - progress)
 
 
 def _keyposes(c: float, keys: list[float], rows: dict[str, list[float]]) -> dict[str, float]:
@@ -243,12 +250,9 @@ def apply_arm_actions(pose: np.ndarray, front: str | None, back: str | None, fra
         spread = 0.12 + 0.5 * (0.5 + 0.5 * np.cos(2 * np.pi * CLAP_CYCLES_PER_FRAME * frame_index + phase_front))
         pose[i["arm_front"]], pose[i["elbow_front"]] = np.pi - spread, 0.25
         pose[i["arm_back"]], pose[i["elbow_back"]] = np.pi + spread, -0.25
-    if back in ("circle_cw", "circle_ccw") and front != "clap":
-        theta = circle_screen_angle(back == "circle_cw", phase_back, frame_index)
-        # The hand runs round a small circle in front of the chest (screen offsets, in heights).
-        forward = CIRCLE_CENTRE[0] + facing * CIRCLE_RADIUS * np.cos(theta)
-        down = CIRCLE_CENTRE[1] + CIRCLE_RADIUS * np.sin(theta)
-        pose[i["arm_back"]], pose[i["elbow_back"]] = arm_reaching(forward, down)
+    if back in ("swipe_down", "swipe_up") and front != "clap":
+        down = swipe_hand_down(back == "swipe_down", phase_back, frame_index)
+        pose[i["arm_back"]], pose[i["elbow_back"]] = arm_reaching(SWIPE_FORWARD, down)
     return pose
 
 
@@ -283,7 +287,7 @@ class ArmSegment:
     start: float
     end: float
     front: str | None  # wave_slow / wave_fast / clap
-    back: str | None  # circle_cw / circle_ccw
+    back: str | None  # swipe_down / swipe_up
     phase_front: float
     phase_back: float
 
@@ -361,7 +365,7 @@ def figure_pose(figure: ToyFigure, frame_index: int, fps: float) -> tuple[np.nda
 
 
 def arm_actions_during(pose_action: str, arms: ArmSegment) -> tuple[str | None, str | None]:
-    """(front, back) arm actions a figure shows during a pose: it waves and circles its hand only while
+    """(front, back) arm actions a figure shows during a pose: it waves and swipes only while
     standing or crouching (a walking, running or jumping body swings its arms; claps go with any pose)."""
     if pose_action in STILL_POSES:
         return arms.front, arms.back
@@ -828,7 +832,7 @@ def _frame_list(results: list[dict], image_format: str) -> pd.DataFrame:
 def _meta(params: dict, width: int, height: int, fps: float, seconds: int, frames, codec: str, summary: dict) -> dict:
     classes = []
     rates = {"wave_slow": WAVE_SLOW_CYCLES_PER_FRAME, "wave_fast": WAVE_FAST_CYCLES_PER_FRAME,
-             "circle_cw": CIRCLE_CYCLES_PER_FRAME, "circle_ccw": CIRCLE_CYCLES_PER_FRAME, "clap": CLAP_CYCLES_PER_FRAME}
+             "swipe_down": SWIPE_CYCLES_PER_FRAME, "swipe_up": SWIPE_CYCLES_PER_FRAME, "clap": CLAP_CYCLES_PER_FRAME}
     for c in CLASSES:
         entry = asdict(c)
         if c.name in rates:

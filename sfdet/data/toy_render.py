@@ -40,7 +40,7 @@ SHIN_RADIUS = 0.036
 FOOT_RADIUS = 0.022
 UPPER_ARM_RADIUS = 0.031
 FOREARM_RADIUS = 0.026
-HAND_RADIUS = 0.042  # white gloves: the hands are what the arm actions move, so they stand out
+HAND_RADIUS = 0.05  # white gloves: the hands are what the arm actions move, so they stand out
 GLOVE_RGB = (250.0, 250.0, 242.0)
 
 # The joint angles of a pose, radians. Body angles are measured from "pointing

@@ -18,18 +18,18 @@ def model_alpha(cfg: Config) -> int | None:
     return cfg.model.alpha if cfg.model.arch == "slowfast" else None
 
 
-def build_datasets(cfg: Config) -> tuple[AvaDataset, ValidationData | None, dict[int, str]]:
+def build_datasets(cfg: Config, progress: bool = False) -> tuple[AvaDataset, ValidationData | None, dict[int, str]]:
     """(train set, val set with its GT for frame-mAP or None, label map)."""
     root = Path(cfg.data.root).expanduser()
     if not root.is_dir():
         raise DataError(f"data root {root} not found (config key data.root): set data.root=DIR, "
                         f"or make the synthetic set with `sfdet toy-data {root}`")
     alpha = model_alpha(cfg)
-    train_set = AvaDataset(cfg.data, "train", alpha)
+    train_set = AvaDataset(cfg.data, "train", alpha, progress=progress)
     val_data = None
     gt_path, exclusions_path, _ = cfg.data.split_files("val")
     if gt_path is not None:
-        val_set = AvaDataset(cfg.data, "val", alpha)
+        val_set = AvaDataset(cfg.data, "val", alpha, progress=progress)
         gt = ava.read_gt_csv(gt_path, skip_bad_rows=cfg.data.skip_bad_rows)
         exclusions = ava.read_exclusions(exclusions_path, skip_bad_rows=cfg.data.skip_bad_rows) \
             if exclusions_path is not None else None

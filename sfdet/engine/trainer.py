@@ -110,7 +110,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / CHECKPOINT_DIR
 
         # Data (raises DataError with one line when nothing usable is found).
-        self.train_set, self.val_data, self.label_map = build_datasets(cfg)
+        self.train_set, self.val_data, self.label_map = build_datasets(cfg, progress=progress and ctx.is_main)
         cfg.model.num_classes = len(self.label_map)
 
         # Model: identical initialisation on every process, then per-process RNG streams (dropout).
