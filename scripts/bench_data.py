@@ -1,4 +1,4 @@
-"""Loader throughput (clips/s) from videos and from extracted frames, with 0 and 2 workers.
+"""Loader throughput (clips/s) from videos (decoded per clip, or once into memory) and from frames, 0 and 2 workers.
 
     .venv/bin/python scripts/bench_data.py [--quick] [--root TOY_DIR] [--split train|val]
 
@@ -49,16 +49,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else generate_toy_dataset(Path(tmp) / "toy", quick=True, frames="jpg")
         results = {}
-        for source, workers in itertools.product(["video", "frames"], [0, 2]):
-            cfg = load_config(REPO / "configs/toy/data.yaml", [f"data.root={root}", f"data.source={source}"]).data
+        sources = {"video": ("data.source=video", "data.cache=none"), "video+ram": ("data.source=video", "data.cache=ram"),
+                   "frames": ("data.source=frames", "data.cache=none")}
+        for source, workers in itertools.product(sources, [0, 2]):
+            cfg = load_config(REPO / "configs/toy/data.yaml", [f"data.root={root}", *sources[source]]).data
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 results[source, workers] = clips_per_second(cfg, args.split, workers, batches, args.batch_size)
     reference = results["video", 0]
     print(f"{args.split} clips (Fast {cfg.num_frames} x {cfg.sampling_rate}), batch {args.batch_size}, {batches} batches")
-    print(f"{'source':8s} {'workers':>7s} {'clips/s':>8s} {'vs video/0':>10s}")
+    print(f"{'source':10s} {'workers':>7s} {'clips/s':>8s} {'vs video/0':>10s}")
     for (source, workers), rate in results.items():
-        print(f"{source:8s} {workers:7d} {rate:8.1f} {rate / reference:10.2f}")
+        print(f"{source:10s} {workers:7d} {rate:8.1f} {rate / reference:10.2f}")
 
 
 if __name__ == "__main__":

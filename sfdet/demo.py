@@ -53,8 +53,8 @@ class DemoPreset:
     overrides: tuple[str, ...] = ()  # dotted overrides of the action model's config
 
 
-# 8 of the toy config's 10 epochs: with the detector stages, 10 would pass the 20-minute budget on 2 cores.
-FULL = DemoPreset(overrides=("train.epochs=8",))
+# 13 of the toy config's 15 epochs: with the detector stages, 15 would pass the 20-minute budget on 2 cores.
+FULL = DemoPreset(overrides=("train.epochs=13",))
 # A smoke run of every stage. A detector this briefly trained scores its boxes low: every box it finds is kept.
 QUICK = DemoPreset(
     detector_options={"epochs": 1.0, "batch_size": 4},

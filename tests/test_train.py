@@ -314,6 +314,21 @@ def test_dataset_where_nothing_matches_is_one_line(toy_root, tmp_path, capsys):
     assert "no keyframe has both boxes and a video" in err
 
 
+def test_channels_last_trains_the_same_model_to_float_rounding(toy_root, tmp_path):
+    from sfdet.engine.trainer import train
+
+    finals = {}
+    for layout in ("contiguous", "channels_last"):
+        run_dir = tmp_path / layout
+        train(tiny_config(toy_root, run_dir, f"train.channels_last={layout == 'channels_last'}", "train.max_iters=3",
+                          "data.val_gt="), progress=False, log=lambda *a: None)
+        losses = [r["loss"] for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "train"]
+        finals[layout] = (losses, torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)["model_state"])
+    (losses_a, weights_a), (losses_b, weights_b) = finals["contiguous"], finals["channels_last"]
+    assert losses_b == pytest.approx(losses_a, rel=1e-4)
+    assert max((weights_a[k].float() - weights_b[k].float()).abs().max().item() for k in weights_a) < 1e-4
+
+
 def test_bf16_autocast_trains_on_cpu_and_fp16_needs_cuda(toy_root, tmp_path, capsys):
     from sfdet.engine.trainer import train
 

@@ -14,7 +14,7 @@ from sfdet.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "steps")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "auto")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -43,7 +43,10 @@ class TrainConfig:
     cosine_end_lr: float = 0.0
     # Stability
     clip_grad_norm: float = 0.0  # max global grad norm (0 = no clipping)
-    precision: str = "fp32"  # fp32 | fp16 (CUDA, with a grad scaler) | bf16 (CUDA or CPU autocast)
+    precision: str = "fp32"  # fp32 | fp16 (CUDA, with a grad scaler) | bf16 (CUDA or CPU autocast) | auto (bf16 where fast)
+    # Weights and clips in channels-last 3D memory: the same maths, other kernels (on 2 CPU cores the toy
+    # SlowFast trains 1.2x faster; results differ from contiguous memory at float rounding).
+    channels_last: bool = False
     freeze_bn: bool = False  # BN layers use their running statistics while training (small batches, fine-tuning)
     sync_bn: bool = False  # SyncBatchNorm across processes (CUDA only)
     device: str = "auto"

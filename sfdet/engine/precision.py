@@ -1,4 +1,4 @@
-"""Mixed precision: fp32, bf16 (CUDA or CPU autocast) or fp16 (CUDA, with a grad scaler)."""
+"""Mixed precision: fp32, bf16 (CUDA or CPU autocast), fp16 (CUDA, with a grad scaler), or auto."""
 
 from __future__ import annotations
 
@@ -7,6 +7,20 @@ import contextlib
 import torch
 
 from sfdet.errors import ConfigError
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`auto`: bf16 where its kernels are fast (a CUDA GPU with bf16, a CPU with AMX / AVX512-BF16), else fp32.
+
+    Why not bf16 everywhere: on a CPU without those units bf16 is emulated and several times slower.
+    """
+    if precision != "auto":
+        return precision
+    from sfdet.models.inference import fast_low_precision_available
+
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if fast_low_precision_available(device) else "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:

@@ -38,7 +38,7 @@ from sfdet.engine.data_order import EpochBatchSampler, SeededSamples
 from sfdet.engine.datasets import build_datasets, collate
 from sfdet.engine.initialization import initialize_from
 from sfdet.engine.metrics_log import MetricsLog
-from sfdet.engine.precision import autocast_context, check_precision
+from sfdet.engine.precision import autocast_context, check_precision, resolve_precision
 from sfdet.engine.solver import build_optimizer, build_scheduler
 from sfdet.engine.validation import ValidationData, validate
 from sfdet.errors import ConfigError, DataError, SfdetError
@@ -81,10 +81,12 @@ def set_bn_eval(model: nn.Module) -> None:
             module.eval()
 
 
-def move_batch(batch: dict, device: torch.device) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+def move_batch(batch: dict, device: torch.device, channels_last: bool = False
+               ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
     """Collated batch -> (pathway clips [(B,3,T,H,W)...], per-clip boxes_xyxy_abs [(N_i,4)...], targets (K,C))."""
     non_blocking = device.type == "cuda"
-    inputs = [x.to(device, non_blocking=non_blocking) for x in batch["inputs"]]
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    inputs = [x.to(device, non_blocking=non_blocking, memory_format=memory_format) for x in batch["inputs"]]
     boxes = [b.to(device, non_blocking=non_blocking) for b in batch["boxes"]]
     return inputs, boxes, batch["labels"].to(device, non_blocking=non_blocking).float()
 
@@ -102,6 +104,9 @@ class Trainer:
         self.cfg, self.ctx, self.progress = cfg, ctx, progress
         self.log = log if ctx.is_main else (lambda *a, **k: None)
         tc = cfg.train
+        if tc.precision == "auto":
+            tc.precision = resolve_precision(tc.precision, ctx.device)
+            self.log(f"train.precision=auto: {tc.precision} on this {ctx.device.type}")
         check_device_options(cfg, ctx.device, ctx.distributed)
         if tc.batch_size % ctx.world_size:
             raise ConfigError(f"config key 'train.batch_size': the global batch {tc.batch_size} must be divisible "
@@ -122,7 +127,8 @@ class Trainer:
                 self.log(message)
         if tc.sync_bn and ctx.distributed:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(ctx.device)
+        self.model = model.to(ctx.device, memory_format=torch.channels_last_3d) if tc.channels_last \
+            else model.to(ctx.device)
         self.net = self.model
         if ctx.distributed:
             device_ids = [ctx.device] if ctx.device.type == "cuda" else None
@@ -227,7 +233,7 @@ class Trainer:
         tc, device = self.cfg.train, self.ctx.device
         self.skipped_clips += len(batch["skipped"])
         if batch["inputs"]:
-            inputs, boxes, targets = move_batch(batch, device)
+            inputs, boxes, targets = move_batch(batch, device, tc.channels_last)
             with autocast_context(tc.precision, device):
                 logits = self.net(inputs, boxes)
             loss_sum = F.binary_cross_entropy_with_logits(logits.float(), targets, reduction="sum")
