@@ -209,3 +209,15 @@ def test_plot_writes_png_and_reports_missing_log(tmp_path, capsys):
     assert cli.main(["plot", str(tmp_path / "nope")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sfdet plot: error:") and "metrics.jsonl not found" in err and err.count("\n") == 1
+
+
+def test_auto_precision_is_bf16_only_where_its_kernels_are_fast(monkeypatch):
+    from sfdet.engine.precision import resolve_precision
+    from sfdet.models import inference
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    for fast in (True, False):
+        monkeypatch.setattr(inference, "fast_low_precision_available", lambda device, fast=fast: fast)
+        assert resolve_precision("auto", cpu) == ("bf16" if fast else "fp32")
+    assert from_dict(TrainConfig, {"precision": "auto"}).precision == "auto"
