@@ -58,7 +58,9 @@ class PredictOptions:
     render_threshold: float = 0.5  # labels drawn (and tracks-CSV rows) at or above this
     track_min_iou: float = 0.3
     track_max_age: int = 1
-    max_queued_frames: int = 8
+    # Decoded frames the decoder thread may run ahead: about one batch of 8 keyframes of a 30 fps video, so it
+    # decodes the next batch's frames while this one is scored (with 8, decoding and scoring took turns).
+    max_queued_frames: int = 256
     progress: bool = True
 
     def __post_init__(self):
