@@ -130,7 +130,9 @@ class _VideoRun:
         times, self._timestamp_of = _keyframe_times(options, self.time_offset)
         # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
         self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames,
-                                  resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets)
+                                  resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets,
+                                  # a CPU action model uses every core: one decoding thread is faster (+4-7% keyframes/s on 2 cores)
+                                  threaded_decode=predictor.device.type != "cpu")
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)
         self.tracker = IouTracker(options.track_min_iou, options.track_max_age)

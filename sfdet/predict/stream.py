@@ -97,13 +97,17 @@ def open_video(path: str | Path) -> VideoInfo:
         return reader.info
 
 
-def decode_frames(path: str | Path, report: DecodeReport | None = None) -> Iterator[DecodedFrame]:
-    """All frames of a video, front to back; damaged packets are skipped and counted in `report`."""
+def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded: bool = True) -> Iterator[DecodedFrame]:
+    """All frames of a video, front to back; damaged packets are skipped and counted in `report`.
+
+    `threaded`: let the codec decode on several threads (frame / slice threading). Leave it off when the
+    other work of the process already uses every core (a CPU model): extra threads only contend.
+    """
     report = report if report is not None else DecodeReport()
     open_video(path)  # one clear DataError for a bad file before anything else
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = "AUTO" if threaded else "NONE"
         start_pts = stream.start_time if stream.start_time is not None else 0
         time_base = stream.time_base
         consecutive_bad = 0
@@ -201,6 +205,7 @@ class FrameStream:
         frames some window samples are converted and prepared (the others stream with `prepared`
         None): the decoder holds `-min(offsets) + 1` undecided frames, still in the codec's format,
         until the keyframes that could sample them are placed. None: every frame is prepared.
+    threaded_decode: codec threading (see `decode_frames`).
 
     Keyframes after the last frame (beyond the end tolerance of
     `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
@@ -214,6 +219,7 @@ class FrameStream:
         max_queued: int = 8,
         resample_fps: float | None = None,
         window_offsets: Sequence[int] | None = None,
+        threaded_decode: bool = True,
     ):
         self.path = Path(path)
         self.info = open_video(self.path)
@@ -225,6 +231,7 @@ class FrameStream:
         self._keyframe_times = keyframe_times
         self._keyframes_finite = isinstance(keyframe_times, Sequence)
         self._prepare_frame = prepare_frame
+        self._threaded_decode = threaded_decode
         self._offsets = None if window_offsets is None else sorted(set(int(o) for o in window_offsets))
         self._queue: queue.Queue = queue.Queue(maxsize=max_queued)
         self._stop = threading.Event()
@@ -281,7 +288,7 @@ class FrameStream:
 
         matcher = NearestFrameMatcher(self._keyframe_times)
         last_period = 1.0 / (self.resample_fps or self.info.fps)
-        frames = decode_frames(self.path, self.report)
+        frames = decode_frames(self.path, self.report, threaded=self._threaded_decode)
         if self.resample_fps:
             frames = resample_frames(frames, self.resample_fps, 1 / rate_fraction(self.info.fps))
         while True:
