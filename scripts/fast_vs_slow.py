@@ -2,7 +2,7 @@
 
 The toy counterpart of the SlowFast paper's Table 9 (AVA: Slow-only 19.0 vs SlowFast 24.2 mAP).
 The synthetic dataset has class pairs that differ ONLY in the speed (wave_slow / wave_fast) or
-the direction (circle_cw / circle_ccw) of a motion, built so that the Slow pathway's frames of
+the direction (swipe_down / swipe_up) of a motion, built so that the Slow pathway's frames of
 both classes are identically distributed (`meta.json`: `aliased_pairs`). Both models see the
 same data, the same 32-frame window, the same recipe and budget; the Slow-only one reads the
 Slow pathway's 4 frames. Expected: Slow-only is near chance on the aliased pairs, SlowFast is not.
