@@ -240,7 +240,7 @@ def pose_action_angles(action: str, t: float, phase: float) -> np.ndarray:
 
 
 def apply_arm_actions(pose: np.ndarray, front: str | None, back: str | None, frame_index: float,
-                      phase_front: float, phase_back: float, facing: int) -> np.ndarray:
+                      phase_front: float, phase_back: float) -> np.ndarray:
     """Override the arms of `pose` with the arm actions (a copy; `frame_index` may be fractional)."""
     pose = pose.copy()
     i = POSE_INDEX
@@ -359,7 +359,7 @@ def figure_pose(figure: ToyFigure, frame_index: int, fps: float) -> tuple[np.nda
         for ka, wa in _blend_weights(figure.arm_segments, t):
             a = figure.arm_segments[ka]
             front, back = arm_actions_during(ps.action, a)
-            pose = apply_arm_actions(body, front, back, frame_index, a.phase_front, a.phase_back, facing)
+            pose = apply_arm_actions(body, front, back, frame_index, a.phase_front, a.phase_back)
             if base is None:
                 base, total = pose, np.zeros_like(pose)
             total += wp * wa * _angle_wrap(pose - base)
