@@ -13,7 +13,7 @@ from PIL import Image
 
 from sfdet.data.clip_sampling import clip_offsets
 from sfdet.data.frames import FrameFolder, frame_path
-from sfdet.data.video import VideoReader, write_video
+from sfdet.data.video import VideoReader, frame_to_rgb, write_video
 from sfdet.errors import DataError
 
 OFFSETS = clip_offsets(num_frames=8, sampling_rate=2)  # -8, -6, ..., 6
@@ -65,6 +65,19 @@ def write_with_pts(path, images, pts, time_base, rate, fmt=None, options=None) -
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+
+
+def test_frame_to_rgb_equals_pyav_to_ndarray_across_sizes_and_formats():
+    """The cached reformatter gives PyAV's pixels, also when size or pixel format change between frames."""
+    rng = np.random.default_rng(1)
+    for height, width, pix_fmt in [(48, 64, "yuv420p"), (36, 50, "yuv444p"), (48, 64, "yuvj420p"),
+                                   (48, 64, "yuv420p"), (20, 30, "gray"), (48, 64, "rgb24")]:
+        image = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format=pix_fmt)
+        expected = frame.to_ndarray(format="rgb24")
+        got = frame_to_rgb(frame)
+        assert got.shape == (height, width, 3) and got.dtype == np.uint8, pix_fmt
+        assert np.array_equal(got, expected), (height, width, pix_fmt)
 
 
 @pytest.mark.parametrize("fps", [Fraction(15), Fraction(30000, 1001)])

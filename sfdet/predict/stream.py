@@ -35,7 +35,7 @@ import av
 import numpy as np
 
 from sfdet.data.clip_sampling import END_TOLERANCE_FRAMES, clamped_indices
-from sfdet.data.video import VideoInfo, VideoReader, rate_fraction, resample_to_grid
+from sfdet.data.video import VideoInfo, VideoReader, frame_to_rgb, rate_fraction, resample_to_grid
 from sfdet.errors import DataError
 
 # Give up on a file after this many damaged packets in a row: it is not a video any more.
@@ -53,7 +53,7 @@ class FrameImage:
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8."""
         if self._rgb is None:
-            self._rgb = self._frame.to_ndarray(format="rgb24")
+            self._rgb = frame_to_rgb(self._frame)
             self._frame = None  # the decoder's buffer goes back to its pool
         return self._rgb
 
