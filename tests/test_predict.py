@@ -53,7 +53,9 @@ def toy(tmp_path_factory):
 
 
 def _predict(*args: str) -> int:
-    return cli.main(["predict", *map(str, args), "--no-progress"])
+    # The default precision (auto) is bf16 on CPUs with AMX: pin fp32 so the numerics do not depend on the CPU.
+    pinned = [] if "--precision" in args else ["--precision", "fp32"]
+    return cli.main(["predict", *map(str, args), "--no-progress", *pinned])
 
 
 def _map_of(eval_stdout: str) -> float:
@@ -96,6 +98,21 @@ def test_predict_matches_the_evaluation_path(toy, tmp_path, capsys):
                      "--labelmap", str(annotations / "label_map.pbtxt"),
                      "--exclusions", str(annotations / "val_excluded_timestamps.csv")]) == 0
     assert _map_of(capsys.readouterr().out) == pytest.approx(expected, abs=1e-9)
+
+
+def test_default_precision_and_batch_size_suit_the_device(toy, tmp_path, monkeypatch):
+    from sfdet.models import inference
+    from sfdet.predict.actions import default_batch_size
+
+    assert default_batch_size(torch.device("cpu")) == 8 and default_batch_size(torch.device("cuda", 0)) == 16
+    for fast in (False, True):  # auto = bf16 only where its kernels are fast
+        monkeypatch.setattr(inference, "fast_low_precision_available", lambda device, fast=fast: fast)
+        out = tmp_path / f"fast_{fast}"
+        assert cli.main(["predict", str(toy["video"]), "--weights", str(toy["checkpoint"]), "--boxes",
+                         str(toy["boxes"]), "--out", str(out), "--device", "cpu", "--timestamps", "1",
+                         "--no-progress"]) == 0
+        header = read_jsonl(out / "toy_val_000.jsonl")[0]
+        assert header["model"]["precision"] == ("bf16" if fast else "fp32")
 
 
 def test_resampled_predict_matches_the_resampled_dataset(toy, tmp_path):

@@ -28,7 +28,13 @@ from sfdet.models.inference import optimize_for_inference
 from sfdet.errors import ConfigError
 
 DEFAULT_MODEL = "slowfast_r50_detection"
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Keyframe clips per forward pass when --batch-size is not given: a GPU needs bigger batches to be busy.
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
+
+
+def default_batch_size(device: torch.device) -> int:
+    return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE["cpu"])
 
 
 def pick_device(name: str) -> torch.device:
@@ -83,11 +89,16 @@ class ActionPredictor:
         data_cfg: DataConfig,
         label_map: dict[int, str],
         device: torch.device,
-        precision: str = "fp32",
+        precision: str = "auto",
         name: str = "",
     ):
+        from sfdet.engine.precision import resolve_precision
+
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        # auto: bf16 on a CUDA GPU with bf16 and on CPUs with AMX / AVX512-BF16 (toy val frame-mAP equal to
+        # fp32's, see the README), fp32 elsewhere; `--precision fp32` gives scores exact to ~1e-5.
+        precision = resolve_precision(precision, device)
         if precision == "fp16" and device.type != "cuda":
             raise ConfigError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
         num_classes = model.cfg.num_classes
@@ -126,12 +137,26 @@ class ActionPredictor:
     @torch.inference_mode()
     def score(self, clips: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[np.ndarray]:
         packed = [pack_pathways(clip, self.alpha, self.cfg.slow_sampling) for clip in clips]
-        inputs = [torch.stack([p[i] for p in packed]).to(self.device) for i in range(len(packed[0]))]
-        boxes_device = [b.to(self.device) for b in boxes]
+        inputs = [self._to_device(torch.stack, [p[i] for p in packed]) for i in range(len(packed[0]))]
+        boxes_device = [self._to_device(torch.cat, [b]) for b in boxes]
         scores = self.model(inputs, boxes_device)
         scores = scores.float().cpu().numpy()
         splits = np.cumsum([len(b) for b in boxes])[:-1]
         return np.split(scores, splits)
+
+    def _to_device(self, join, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """`join(tensors)` (`torch.stack` or `torch.cat`) on the model's device. For CUDA it is joined
+        straight into pinned memory, so the copy is asynchronous and no extra host copy is made."""
+        if self.device.type != "cuda":
+            return join(tensors)
+        first = tensors[0]
+        if join is torch.stack:
+            size = (len(tensors), *first.shape)
+        else:
+            size = (sum(t.shape[0] for t in tensors), *first.shape[1:])
+        pinned = torch.empty(size, dtype=first.dtype, pin_memory=True)
+        join(tensors, out=pinned)
+        return pinned.to(self.device, non_blocking=True)
 
     def describe(self) -> dict:
         cfg = self.cfg
@@ -151,7 +176,7 @@ class ActionPredictor:
 def load_action_predictor(
     weights: str | None,
     device: torch.device,
-    precision: str = "fp32",
+    precision: str = "auto",
     config_path: str | None = None,
     overrides: list[str] = (),
     label_map_path: str | None = None,
