@@ -103,3 +103,20 @@ def test_crop_clips_boxes_and_drops_the_ones_left_without_area(seed):
     expected_keep = ((expected[:, 2:] - expected[:, :2]) >= 1.0).all(dim=1)
     assert keep.tolist() == expected_keep.tolist()
     assert torch.allclose(out_boxes, expected[expected_keep])
+
+
+@pytest.mark.parametrize("train, size_hw", [(False, (90, 160)), (False, (144, 256)), (True, (90, 160))])
+def test_channels_last_clip_holds_the_same_values(train, size_hw):
+    # Prediction keeps frames (T, H', W', 3): the values must be the standard clip's, bit for bit
+    # (also with no resize at all, and with the training crop, flip and colour jitter).
+    cfg = DataConfig(test_short_side=144, train_jitter=[80, 100], train_crop=64, train_color_jitter=True)
+    transform = ClipTransform.from_config(cfg, train=train)
+    frames = torch.randint(0, 256, (4, *size_hw, 3), dtype=torch.uint8)
+    boxes = torch.tensor([[10.0, 10.0, 60.0, 80.0]])
+    torch.manual_seed(3)
+    clip, boxes_a, keep_a, flipped_a = transform(frames, boxes)
+    torch.manual_seed(3)
+    clip_last, boxes_b, keep_b, flipped_b = transform(frames, boxes, channels_last=True)
+    assert clip.shape == (3, 4, *clip.shape[2:]) and clip_last.shape == (4, *clip.shape[2:], 3)
+    assert clip_last.is_contiguous() and torch.equal(clip_last, clip.permute(1, 2, 3, 0))
+    assert torch.equal(boxes_a, boxes_b) and torch.equal(keep_a, keep_b) and flipped_a == flipped_b

@@ -81,6 +81,8 @@ class ClipTransform:
     `clip` `(3, T, H', W')` float32 normalised, `boxes_xyxy_abs` `(M, 4)` in the clip's pixels,
     `keep` `(N,)` bool: which input boxes are still there (`M = keep.sum()`; only the
     training crop drops boxes), `flipped`: whether the clip was mirrored left-right.
+    With `channels_last=True` the clip is `(T, H', W', 3)` instead (the same values): the layout
+    the optimised model reads (`sfdet.models.inference`), so prediction never transposes frames.
     """
 
     def __init__(self, train: bool, short_side: tuple[int, int], crop_size: int | None = None,
@@ -101,7 +103,7 @@ class ClipTransform:
                        cfg.mean, cfg.std, cfg.min_box_size)
         return cls(False, (cfg.test_short_side, cfg.test_short_side), mean=cfg.mean, std=cfg.std)
 
-    def __call__(self, frames: torch.Tensor, boxes_xyxy_abs: torch.Tensor):
+    def __call__(self, frames: torch.Tensor, boxes_xyxy_abs: torch.Tensor, channels_last: bool = False):
         # (T, 3, H, W) on [0, 255], channels-last in memory: the fast layout for bilinear resizing.
         # Scaling to [0, 1] after the resize and crop touches fewer pixels (the result differs by float
         # rounding only, ~1e-7).
@@ -113,14 +115,18 @@ class ClipTransform:
         frames, boxes = resize_short_side(frames, boxes, size)
         if self.crop_size is not None:
             frames, boxes, keep = self._random_crop(frames, boxes)
-        frames = frames.contiguous().div_(255.0)  # a new (T, 3, H', W') tensor: the input is never changed
+        # A new (T, 3, H', W') tensor, the input is never changed (the resize's channels-last output is kept
+        # as it is for `channels_last`).
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        frames = frames.contiguous(memory_format=layout).div_(255.0)
         flipped = self.flip and torch.rand(()).item() < 0.5
         if flipped:
             frames, boxes = horizontal_flip(frames, boxes)
         if self.color_jitter:
             frames = color_jitter(frames)
-        clip = normalize_(frames, self.mean, self.std).permute(1, 0, 2, 3).contiguous()
-        return clip, boxes, keep, flipped
+        frames = normalize_(frames, self.mean, self.std)
+        clip = frames.permute(0, 2, 3, 1) if channels_last else frames.permute(1, 0, 2, 3)
+        return clip.contiguous(), boxes, keep, flipped
 
     def _random_crop(self, frames, boxes):
         """A random `crop_size` square; a few tries to keep at least one box visible."""

@@ -4,7 +4,7 @@ Preprocessing is the evaluation path's, to the bit: each decoded frame goes
 through the Dataset's test `ClipTransform` (short side resize + normalise)
 on its own (bilinear resizing is per frame, so a clip of transformed frames
 equals the transformed clip), boxes go through the same transform, and
-clips are packed into pathways by `clip_sampling.pack_pathways`.
+clips are packed into pathways as `clip_sampling.pack_pathways` does (channels-last, see `ActionPredictor`).
 
 Clip settings (`DataConfig`: frames, stride, Slow sampling, short side,
 mean/std, frame-rate grid, time offset) come from, in order: `--config`, the
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from sfdet.config import Config, from_dict, load_config
-from sfdet.data.clip_sampling import clip_offsets, pack_pathways
+from sfdet.data.clip_sampling import clip_offsets, slow_indices
 from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
 from sfdet.models.inference import optimize_for_inference
@@ -77,10 +77,13 @@ def clip_settings(weights: str, info, config_path: str | None = None, overrides:
 class ActionPredictor:
     """Model + clip settings.
 
-    prepare_frame: (H, W, 3) uint8 -> (3, 1, H', W') float, the test transform of one frame
+    prepare_frame: (H, W, 3) uint8 -> (H', W', 3) float, the test transform of one frame
     model_boxes:   (H, W, 3) uint8 centre frame + (N, 4) boxes_xyxy_abs -> (N, 4) boxes in model pixels
-    clip:          T prepared frames -> (3, T, H', W')
-    score:         clips (B x (3, T, H', W')) + boxes (B x (N_i, 4)) -> B x (N_i, num_classes) numpy
+    clip:          T prepared frames -> (T, H', W', 3)
+    score:         clips (B x (T, H', W', 3)) + boxes (B x (N_i, 4)) -> B x (N_i, num_classes) numpy
+
+    Frames stay channels-last (RGB innermost) from the resize to the model, whose convolutions read
+    that layout (`sfdet.models.inference`): the batch reaches the first conv without a transpose.
     """
 
     def __init__(
@@ -122,12 +125,12 @@ class ActionPredictor:
         return max(self.offsets) - min(self.offsets) + 1
 
     def prepare_frame(self, frame_rgb: np.ndarray) -> torch.Tensor:
-        clip, _, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], torch.zeros(0, 4))
-        return clip
+        clip, _, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], torch.zeros(0, 4), channels_last=True)
+        return clip[0]
 
     @staticmethod
     def clip(frames: list[torch.Tensor]) -> torch.Tensor:
-        return torch.cat(frames, dim=1)
+        return torch.stack(frames)
 
     def model_boxes(self, frame_rgb: np.ndarray, boxes_xyxy_abs: np.ndarray) -> torch.Tensor:
         boxes = torch.as_tensor(boxes_xyxy_abs, dtype=torch.float64).float()
@@ -136,8 +139,13 @@ class ActionPredictor:
 
     @torch.inference_mode()
     def score(self, clips: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[np.ndarray]:
-        packed = [pack_pathways(clip, self.alpha, self.cfg.slow_sampling) for clip in clips]
-        inputs = [self._to_device(torch.stack, [p[i] for p in packed]) for i in range(len(packed[0]))]
+        batch = self._to_device(torch.stack, clips)  # (B, T, H', W', 3)
+        fast = batch.permute(0, 4, 1, 2, 3)  # (B, 3, T, H', W') with channels_last_3d strides: no copy
+        if self.alpha is None:
+            inputs = [fast]
+        else:  # as `clip_sampling.pack_pathways`
+            slow_frames = slow_indices(fast.shape[2], self.alpha, self.cfg.slow_sampling).to(batch.device)
+            inputs = [batch.index_select(1, slow_frames).permute(0, 4, 1, 2, 3), fast]
         boxes_device = [self._to_device(torch.cat, [b]) for b in boxes]
         scores = self.model(inputs, boxes_device)
         scores = scores.float().cpu().numpy()
