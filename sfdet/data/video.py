@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import math
+import os
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -60,16 +61,26 @@ FALLBACK_FPS = 30.0
 _reformatters = threading.local()
 
 
+def _forget_reformatters() -> None:
+    global _reformatters
+    _reformatters = threading.local()
+
+
+# A forked loader worker starts with no reformatter of its own (the parent's may be mid-use).
+os.register_at_fork(after_in_child=_forget_reformatters)
+
+
 def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
     """(H, W, 3) uint8 RGB, the pixels of `frame.to_ndarray(format="rgb24")` in half its time.
 
-    PyAV's `to_ndarray` builds a new swscale context for every frame; one reformatter per
-    thread keeps its context (rebuilt only when the frame size or format changes).
+    PyAV's `to_ndarray` builds a new swscale context for every frame; one reformatter per thread keeps
+    its context (rebuilt only when the frame size or format changes). One swscale thread: a slice-thread
+    pool would deadlock in forked loader workers and contend with the model's threads.
     """
     reformatter = getattr(_reformatters, "rgb", None)
     if reformatter is None:
         reformatter = _reformatters.rgb = VideoReformatter()
-    return reformatter.reformat(frame, format="rgb24").to_ndarray()
+    return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
 
 
 def rate_fraction(fps: float | Fraction) -> Fraction:
