@@ -4,7 +4,7 @@ Writes two synthetic 640x360 videos (`--size`; 1 and 10 minutes, `--lengths`; `-
 with moving person-like boxes and their proposals CSV, then runs `sfdet predict`
 on each in a fresh process and reports peak RSS (from `wait4`), per-stage time
 (decode, detect, action, write, from the JSONL `end` record) and keyframes/s.
-The peak RSS of the long run must be within 15% of the short one's.
+The peak RSS of the long run must be within 15% of the short runs' highest.
 
 The action model is the toy SlowFast (random init; its speed does not depend
 on its weights) unless `--weights` names another; person boxes come from the
@@ -280,9 +280,11 @@ def main() -> None:
         max_diff = max(b["max_abs_score_diff"] for b in base_runs)
         print(f"\nstreaming / per-clip: {ours_rate / base_rate:.2f}x keyframes/s (medians of {len(short_runs)}); "
               f"same detections: {base['rows']} score rows, {unmatched} unmatched, max |score diff| {max_diff:.2e}")
-    short, long = results[0][1]["peak_rss_mb"], results[-1][1]["peak_rss_mb"]
+    # The highest of the short runs: how far the bounded decode queue fills depends on timing.
+    short, long = max(r["peak_rss_mb"] for r in short_runs), results[-1][1]["peak_rss_mb"]
     growth = (long - short) / short
-    print(f"\npeak RSS: {short:.0f} MB ({lengths[0]:g} s) vs {long:.0f} MB ({lengths[-1]:g} s): {growth:+.1%} "
+    print(f"\npeak RSS: {short:.0f} MB ({lengths[0]:g} s, highest of {len(short_runs)}) vs {long:.0f} MB "
+          f"({lengths[-1]:g} s): {growth:+.1%} "
           f"({'OK' if abs(growth) < 0.15 else 'FAIL'}: must be within 15%)")
     if abs(growth) >= 0.15:
         raise SystemExit(1)
