@@ -80,6 +80,29 @@ def test_frame_to_rgb_equals_pyav_to_ndarray_across_sizes_and_formats():
         assert np.array_equal(got, expected), (height, width, pix_fmt)
 
 
+def _convert_in_child(frame_rgb: np.ndarray, threads: int) -> None:
+    frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24").reformat(format="yuv420p")
+    assert frame_to_rgb(frame, threads).shape == frame_rgb.shape
+
+
+@pytest.mark.parametrize("threads", [1, 0])
+def test_frame_to_rgb_in_a_forked_worker_after_the_parent_used_it(threads):
+    # Loader workers fork from a process that already converted frames: a multi-threaded swscale
+    # context inherited from the parent would wait forever for threads the child does not have.
+    import multiprocessing
+
+    image = np.random.default_rng(2).integers(0, 256, size=(240, 320, 3), dtype=np.uint8)
+    frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+    frame_to_rgb(frame, threads)
+    child = multiprocessing.get_context("fork").Process(target=_convert_in_child, args=(image, threads))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("frame_to_rgb hung in a forked child")
+    assert child.exitcode == 0
+
+
 @pytest.mark.parametrize("fps", [Fraction(15), Fraction(30000, 1001)])
 def test_video_clip_equals_png_frames_bit_exact(tmp_path, fps):
     video = tmp_path / "v.mp4"

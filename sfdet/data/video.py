@@ -59,28 +59,33 @@ FALLBACK_FPS = 30.0
 
 
 _reformatters = threading.local()
+_inherited: list = []  # the parent's reformatters in a forked child: kept, never freed (see below)
 
 
 def _forget_reformatters() -> None:
+    # A forked loader worker gets reformatters of its own. The parent's are kept alive, not freed:
+    # freeing a multi-threaded swscale context joins threads that do not exist in the child.
     global _reformatters
+    _inherited.append(_reformatters)
     _reformatters = threading.local()
 
 
-# A forked loader worker starts with no reformatter of its own (the parent's may be mid-use).
 os.register_at_fork(after_in_child=_forget_reformatters)
 
 
-def frame_to_rgb(frame: av.VideoFrame) -> np.ndarray:
+def frame_to_rgb(frame: av.VideoFrame, threads: int = 1) -> np.ndarray:
     """(H, W, 3) uint8 RGB, the pixels of `frame.to_ndarray(format="rgb24")` in half its time.
 
     PyAV's `to_ndarray` builds a new swscale context for every frame; one reformatter per thread keeps
-    its context (rebuilt only when the frame size or format changes). One swscale thread: a slice-thread
-    pool would deadlock in forked loader workers and contend with the model's threads.
+    its context (rebuilt only when the frame size or format changes). `threads`: swscale slice threads
+    (0: one per core). One by default: a process whose cores are busy anyway (loader workers, a CPU
+    model) only loses to more.
     """
-    reformatter = getattr(_reformatters, "rgb", None)
+    reformatter = getattr(_reformatters, f"rgb{threads}", None)
     if reformatter is None:
-        reformatter = _reformatters.rgb = VideoReformatter()
-    return reformatter.reformat(frame, format="rgb24", threads=1).to_ndarray()
+        reformatter = VideoReformatter()
+        setattr(_reformatters, f"rgb{threads}", reformatter)
+    return reformatter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
 
 
 def rate_fraction(fps: float | Fraction) -> Fraction:

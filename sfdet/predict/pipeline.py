@@ -131,7 +131,8 @@ class _VideoRun:
         # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
         self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames,
                                   resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets,
-                                  # a CPU action model uses every core: one decoding thread is faster (+4-7% keyframes/s on 2 cores)
+                                  # a CPU action model uses every core: one decoding (and RGB conversion) thread is
+                                  # faster (+4-7% keyframes/s on 2 cores); on a GPU the cores are free for them
                                   threaded_decode=predictor.device.type != "cpu")
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)

@@ -45,15 +45,16 @@ MAX_CONSECUTIVE_BAD_PACKETS = 100
 class FrameImage:
     """A decoded frame, converted to RGB on first use: frames no clip samples are never converted."""
 
-    __slots__ = ("_frame", "_rgb")
+    __slots__ = ("_frame", "_rgb", "_threads")
 
-    def __init__(self, frame: av.VideoFrame | np.ndarray):
+    def __init__(self, frame: av.VideoFrame | np.ndarray, threads: int = 1):
         self._frame, self._rgb = (None, frame) if isinstance(frame, np.ndarray) else (frame, None)
+        self._threads = threads  # swscale threads of the conversion
 
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8."""
         if self._rgb is None:
-            self._rgb = frame_to_rgb(self._frame)
+            self._rgb = frame_to_rgb(self._frame, self._threads)
             self._frame = None  # the decoder's buffer goes back to its pool
         return self._rgb
 
@@ -100,8 +101,8 @@ def open_video(path: str | Path) -> VideoInfo:
 def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded: bool = True) -> Iterator[DecodedFrame]:
     """All frames of a video, front to back; damaged packets are skipped and counted in `report`.
 
-    `threaded`: let the codec decode on several threads (frame / slice threading). Leave it off when the
-    other work of the process already uses every core (a CPU model): extra threads only contend.
+    `threaded`: let the codec decode, and swscale convert to RGB, on several threads. Leave it off when
+    the other work of the process already uses every core (a CPU model): extra threads only contend.
     """
     report = report if report is not None else DecodeReport()
     open_video(path)  # one clear DataError for a bad file before anything else
@@ -131,7 +132,7 @@ def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded
                     raise DataError(f"{path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
                 time = (frame.pts - start_pts) * time_base
                 index = report.frames
-                yield DecodedFrame(index, float(time), FrameImage(frame), index, time)
+                yield DecodedFrame(index, float(time), FrameImage(frame, 0 if threaded else 1), index, time)
                 report.frames += 1
 
 
