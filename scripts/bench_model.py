@@ -1,6 +1,6 @@
 """Model forward-pass speed: sfdet (plain and `optimize_for_inference`) vs PyTorchVideo, same weights, same inputs.
 
-    python scripts/bench_model.py [--quick] [--json out.json] [--threads N] [--compile-fp32]
+    python scripts/bench_model.py [--quick] [--json out.json] [--threads N] [--compile-fp32] [--device cuda]
 
 PyTorchVideo's `slowfast_r50_detection` is built with random weights (BN
 statistics re-drawn, as the equivalence test does) and loaded into sfdet. For
@@ -9,7 +9,10 @@ the other in rounds (A/B/C/A/B/C...), after one warm-up each; the median of the
 rounds is reported, as wall time and as process CPU time (steadier on a shared
 machine). The ablation adds one optimisation per row, so each row's gain over
 the previous one is what that optimisation pays. Speed-ups are against
-PyTorchVideo fp32 measured in the same rounds.
+PyTorchVideo fp32 measured in the same rounds. With `--device cuda` every
+variant runs on the GPU (timed to `torch.cuda.synchronize()`; the CPU time column
+is then the host's), PyTorchVideo's low-precision rows use CUDA autocast, fp16
+rows are added, and batches of 8 and 16 clips join the settings.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def build_pair(seed: int = 1):
     return reference.eval(), ours.eval()
 
 
-def make_inputs(batch: int, num_boxes: int, height: int, width: int, seed: int = 0):
+def make_inputs(batch: int, num_boxes: int, height: int, width: int, seed: int = 0, device: str = "cpu"):
     """Clips [slow (B,3,8,H,W), fast (B,3,32,H,W)], boxes_xyxy_abs per clip (num_boxes each), rois (K,5)."""
     g = torch.Generator().manual_seed(seed)
     clips = [torch.randn(batch, 3, t, height, width, generator=g) for t in (SLOW_FRAMES, FAST_FRAMES)]
@@ -63,10 +66,10 @@ def make_inputs(batch: int, num_boxes: int, height: int, width: int, seed: int =
         boxes_norm = torch.cat([corner, corner + size], dim=1)
         boxes.append(boxes_norm * torch.tensor([width, height, width, height]))
     rois = torch.cat([torch.cat([torch.full((len(b), 1), float(i)), b], dim=1) for i, b in enumerate(boxes)])
-    return clips, boxes, rois
+    return [c.to(device) for c in clips], [b.to(device) for b in boxes], rois.to(device)
 
 
-def variants(reference, ours, low_precision: bool, ablation: bool, compile_fp32: bool) -> dict:
+def variants(reference, ours, low_precision: bool, ablation: bool, compile_fp32: bool, device: str = "cpu") -> dict:
     """name -> callable(clips, boxes, rois) -> probabilities (K, 80).
 
     With `ablation`, PyTorchVideo's own channels-last / bf16 numbers are added for context, and
@@ -80,7 +83,8 @@ def variants(reference, ours, low_precision: bool, ablation: bool, compile_fp32:
             with torch.inference_mode():
                 if precision is None:
                     return model(list(clips), rois)  # its forward mutates the list: give it a copy
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+                with torch.autocast(device, dtype=dtype):
                     return model(list(clips), rois).float()
         return run
 
@@ -100,6 +104,8 @@ def variants(reference, ours, low_precision: bool, ablation: bool, compile_fp32:
         rows["pytorchvideo fp32 channels_last"] = pytorchvideo(reference_cl)
         if low_precision:
             rows["pytorchvideo bf16 autocast channels_last"] = pytorchvideo(reference_cl, "bf16")
+        if device == "cuda":
+            rows["pytorchvideo fp16 autocast channels_last"] = pytorchvideo(reference_cl, "fp16")
         rows["sfdet plain (no_grad)"] = plain(torch.no_grad)
         rows["+ inference_mode"] = plain(torch.inference_mode)
         rows["+ BN folding"] = optimised(channels_last=False, conv_2d=False)
@@ -107,6 +113,8 @@ def variants(reference, ours, low_precision: bool, ablation: bool, compile_fp32:
     rows["+ convs as 2D (= fp32 default)"] = optimised()
     if low_precision:
         rows["+ bf16 weights (= bf16 default)"] = optimised(precision="bf16")
+    if device == "cuda":
+        rows["fp16 weights"] = optimised(precision="fp16")
     if compile_fp32:
         rows["fp32 + torch.compile"] = optimised(compile=True)
     if low_precision:
@@ -118,21 +126,29 @@ def max_relative_difference(output: torch.Tensor, expected: torch.Tensor) -> flo
     return ((output.float() - expected).abs().max() / expected.abs().max()).item()
 
 
-def time_config(rows: dict, batch: int, num_boxes: int, height: int, width: int, rounds: int) -> dict:
-    clips, boxes, rois = make_inputs(batch, num_boxes, height, width)
+def time_config(rows: dict, batch: int, num_boxes: int, height: int, width: int, rounds: int,
+                device: str = "cpu") -> dict:
+    clips, boxes, rois = make_inputs(batch, num_boxes, height, width, device=device)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
     outputs, compile_s = {}, {}
     for name, run in rows.items():  # warm-up (and compilation), and the outputs to compare
         start = time.perf_counter()
-        outputs[name] = run(clips, boxes, rois)
+        outputs[name] = run(clips, boxes, rois).float().cpu()
         compile_s[name] = time.perf_counter() - start
-    expected = outputs["pytorchvideo fp32"]
+    expected = outputs["pytorchvideo fp32"]  # on the CPU, float32
     assert expected.shape == (batch * num_boxes, 80) and 0 <= expected.min() and expected.max() <= 1
     wall = {name: [] for name in rows}
     cpu = {name: [] for name in rows}
     for r in range(rounds):
         for name, run in rows.items():  # interleaved: every variant sees the same machine load
+            sync()
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             run(clips, boxes, rois)
+            sync()
             wall[name].append(time.perf_counter() - start_wall)
             cpu[name].append(time.process_time() - start_cpu)
         print(f"    round {r + 1}/{rounds} done", flush=True)
@@ -164,27 +180,35 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads (default: all cores)")
     parser.add_argument("--rounds", type=int, help="timed rounds per setting (default 3 quick, 5 full)")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 320), metavar=("H", "W"))
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--compile-fp32", action="store_true",
                         help="also time torch.compile in fp32 (bf16 + compile is always timed where bf16 is fast)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    low_precision = fast_low_precision_available("cpu")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device is available")
+    low_precision = fast_low_precision_available(args.device)
     settings = [(1, 8)] if args.quick else [(1, 1), (1, 8), (2, 1), (2, 8)]
+    if args.device == "cuda":
+        settings += [(8, 8), (16, 8)]
     rounds = args.rounds or (3 if args.quick else 5)
     load_before = os.getloadavg()
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    gpu = torch.cuda.get_device_name() if args.device == "cuda" else None
+    print(f"torch {torch.__version__}, {gpu or platform.processor() or platform.machine()}, "
           f"torch.set_num_threads({args.threads}) -> {torch.get_num_threads()} threads, "
           f"fast bf16 (AVX512-BF16/AMX): {low_precision}, load average {load_before[0]:.2f}")
     print(f"{MODEL}: {SLOW_FRAMES}+{FAST_FRAMES} frames at {args.size[0]}x{args.size[1]}, {rounds} rounds")
 
     reference, ours = build_pair()
-    rows = variants(reference, ours, low_precision, ablation=not args.quick, compile_fp32=args.compile_fp32)
-    report = {"model": MODEL, "torch": torch.__version__, "threads": torch.get_num_threads(),
+    reference, ours = reference.to(args.device), ours.to(args.device)
+    rows = variants(reference, ours, low_precision, ablation=not args.quick, compile_fp32=args.compile_fp32,
+                    device=args.device)
+    report = {"model": MODEL, "torch": torch.__version__, "device": gpu or "cpu", "threads": torch.get_num_threads(),
               "size_hw": list(args.size), "rounds": rounds, "fast_bf16": low_precision,
               "load_average_before": load_before, "settings": []}
     for batch, num_boxes in settings:
-        results = time_config(rows, batch, num_boxes, *args.size, rounds)
+        results = time_config(rows, batch, num_boxes, *args.size, rounds, device=args.device)
         print_table(batch, num_boxes, results)
         report["settings"].append({"batch": batch, "boxes_per_clip": num_boxes, "variants": results})
     report["load_average_after"] = os.getloadavg()

@@ -3,6 +3,7 @@
 # the CPU). Logs and outputs go to runs/readme/; the README's tables are copied from them.
 #   bash scripts/readme_figures.sh [STEP ...]
 #   steps: fast_vs_slow bf16 demo eval data predict predict_bf16 predict_720p model (default: all)
+#   on a CUDA machine also: model_cuda predict_cuda (not in the default list)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
@@ -24,6 +25,9 @@ for step in "${steps[@]}"; do
     predict_bf16) $PY scripts/bench_predict.py --workdir "$OUT/bench_predict" --precision bf16 ;;
     predict_720p) $PY scripts/bench_predict.py --workdir "$OUT/bench_predict_720p" --size 1280x720 --lengths 60,120 ;;
     model)   $PY scripts/bench_model.py --quick --json "$OUT/bench_model.json" ;;
+    model_cuda)   $PY scripts/bench_model.py --device cuda --json "$OUT/bench_model_cuda.json" ;;
+    predict_cuda) $PY scripts/bench_predict.py --workdir "$OUT/bench_predict" --device cuda --precision bf16 \
+                    --batch-size 16 ;;
     *) echo "unknown step $step"; exit 2 ;;
   esac > "$OUT/$step.log" 2>&1
   echo "   rc=$? in $(( $(date +%s) - start )) s (log: $OUT/$step.log)"
