@@ -94,10 +94,15 @@ def make_video(workdir: Path, name: str, seconds: float, fps: float, size: tuple
 
 
 def make_toy_checkpoint(workdir: Path) -> Path:
-    path = workdir / "toy_model.pt"
+    """The toy SlowFast (random init) of the current `configs/toy/slowfast_tiny.yaml`; the file name
+    carries a hash of the config, so an edited config never reuses an old checkpoint."""
+    import hashlib
+
+    cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml")
+    cfg.model.num_classes = NUM_CLASSES
+    digest = hashlib.sha1(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:10]
+    path = workdir / f"toy_model_{digest}.pt"
     if not path.exists():
-        cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml")
-        cfg.model.num_classes = NUM_CLASSES
         torch.manual_seed(0)
         model = build_model(cfg.model)
         label_map = {i + 1: f"action_{i + 1}" for i in range(NUM_CLASSES)}

@@ -139,32 +139,26 @@ class ActionPredictor:
 
     @torch.inference_mode()
     def score(self, clips: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[np.ndarray]:
-        batch = self._to_device(torch.stack, clips)  # (B, T, H', W', 3)
+        batch = self._stack_on_device(clips)  # (B, T, H', W', 3)
         fast = batch.permute(0, 4, 1, 2, 3)  # (B, 3, T, H', W') with channels_last_3d strides: no copy
         if self.alpha is None:
             inputs = [fast]
         else:  # as `clip_sampling.pack_pathways`
             slow_frames = slow_indices(fast.shape[2], self.alpha, self.cfg.slow_sampling).to(batch.device)
             inputs = [batch.index_select(1, slow_frames).permute(0, 4, 1, 2, 3), fast]
-        boxes_device = [self._to_device(torch.cat, [b]) for b in boxes]
+        boxes_device = [b.to(self.device, non_blocking=True) for b in boxes]
         scores = self.model(inputs, boxes_device)
         scores = scores.float().cpu().numpy()
         splits = np.cumsum([len(b) for b in boxes])[:-1]
         return np.split(scores, splits)
 
-    def _to_device(self, join, tensors: list[torch.Tensor]) -> torch.Tensor:
-        """`join(tensors)` (`torch.stack` or `torch.cat`) on the model's device. For CUDA it is joined
-        straight into pinned memory, so the copy is asynchronous and no extra host copy is made."""
+    def _stack_on_device(self, tensors: list[torch.Tensor]) -> torch.Tensor:
+        """`torch.stack(tensors)` on the model's device. For CUDA it is stacked straight into pinned
+        memory, so the copy is asynchronous and no extra host copy is made."""
         if self.device.type != "cuda":
-            return join(tensors)
-        first = tensors[0]
-        if join is torch.stack:
-            size = (len(tensors), *first.shape)
-        else:
-            size = (sum(t.shape[0] for t in tensors), *first.shape[1:])
-        pinned = torch.empty(size, dtype=first.dtype, pin_memory=True)
-        join(tensors, out=pinned)
-        return pinned.to(self.device, non_blocking=True)
+            return torch.stack(tensors)
+        pinned = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype, pin_memory=True)
+        return torch.stack(tensors, out=pinned).to(self.device, non_blocking=True)
 
     def describe(self) -> dict:
         cfg = self.cfg
