@@ -178,6 +178,7 @@ def test_outputs_json_tracks_and_rendered_video(toy, tmp_path):
     # 75 frames: the last at 4.93 s, so t = 5 s is within one frame of it (the Dataset's end tolerance).
     assert [k["timestamp"] for k in keyframes] == [0, 1, 2, 3, 4, 5]
     assert end["type"] == "end" and end["keyframes"] == 6 and end["frames_decoded"] == 75
+    assert 50 < end["peak_rss_mb"] < 100_000  # this process's high-water mark (MiB): torch alone is > 50
     persons = [p for k in keyframes for p in k["persons"]]
     assert persons and all(p["track_id"] >= 0 for p in persons)
     for person in persons:

@@ -265,6 +265,7 @@ class _VideoRun:
             "frames_rendered": self.renderer.frames_written if self.renderer is not None else None,
             "warnings": result.warnings,
             "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
+            "peak_rss_mb": round(peak_rss_mb(), 1),
         })
 
     def _close(self) -> None:
@@ -272,6 +273,25 @@ class _VideoRun:
         self.writer.close()
         if self.renderer is not None:
             self.renderer.close()
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MiB.
+
+    Linux: `VmHWM` of /proc/self/status. Not `getrusage` / `wait4`'s `ru_maxrss`: across `exec` Linux
+    keeps the parent's high-water mark there, so a child of a large process reports the parent's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # bytes on macOS, KiB elsewhere
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
 def predict_video(video: Path, predictor: ActionPredictor, detector: PersonDetector, paths: OutputPaths,
