@@ -120,3 +120,17 @@ def test_channels_last_clip_holds_the_same_values(train, size_hw):
     assert clip.shape == (3, 4, *clip.shape[2:]) and clip_last.shape == (4, *clip.shape[2:], 3)
     assert clip_last.is_contiguous() and torch.equal(clip_last, clip.permute(1, 2, 3, 0))
     assert torch.equal(boxes_a, boxes_b) and torch.equal(keep_a, keep_b) and flipped_a == flipped_b
+
+
+@pytest.mark.parametrize("size_hw", [(90, 160), (144, 256), (360, 640), (200, 120)])
+def test_test_boxes_equal_the_test_transforms_boxes(size_hw):
+    # Prediction scales the detector's boxes without resizing the full-resolution frame again.
+    transform = ClipTransform.from_config(DataConfig(test_short_side=144), train=False)
+    height, width = size_hw
+    g = torch.Generator().manual_seed(0)
+    corners = torch.rand(6, 2, generator=g) * torch.tensor([width, height]) * 1.1 - 5  # some outside the frame
+    boxes = torch.cat([corners, corners + torch.rand(6, 2, generator=g) * 60], dim=1)
+    _, expected, _, _ = transform(torch.zeros(1, height, width, 3, dtype=torch.uint8), boxes)
+    assert torch.equal(transform.test_boxes(height, width, boxes), expected)
+    with pytest.raises(ValueError, match="random crop"):
+        ClipTransform.from_config(DataConfig(), train=True).test_boxes(height, width, boxes)

@@ -28,18 +28,27 @@ COLOR_JITTER_STRENGTH = 0.4  # brightness, contrast and saturation factors in [0
 CROP_ATTEMPTS = 10  # random crops tried to keep at least one box in a training clip
 
 
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """`(H', W')`: short side `size`, long side `floor(long * size / short)` (PySlowFast)."""
+    if height <= width:
+        return size, int(math.floor(width * size / height))
+    return int(math.floor(height * size / width)), size
+
+
+def resize_boxes(boxes_xyxy_abs: torch.Tensor, height: int, width: int, new_height: int, new_width: int):
+    if (new_height, new_width) == (height, width):
+        return boxes_xyxy_abs
+    return boxes_xyxy_abs * boxes_xyxy_abs.new_tensor([new_width / width, new_height / height] * 2)
+
+
 def resize_short_side(frames: torch.Tensor, boxes_xyxy_abs: torch.Tensor, size: int):
     """`(T, 3, H, W)` float -> short side `size`, long side `floor(long * size / short)` (PySlowFast)."""
     height, width = frames.shape[-2:]
-    if height <= width:
-        new_height, new_width = size, int(math.floor(width * size / height))
-    else:
-        new_height, new_width = int(math.floor(height * size / width)), size
+    new_height, new_width = short_side_size(height, width, size)
     if (new_height, new_width) == (height, width):
         return frames, boxes_xyxy_abs
     frames = F.interpolate(frames, size=(new_height, new_width), mode="bilinear", align_corners=False)
-    scale = boxes_xyxy_abs.new_tensor([new_width / width, new_height / height] * 2)
-    return frames, boxes_xyxy_abs * scale
+    return frames, resize_boxes(boxes_xyxy_abs, height, width, new_height, new_width)
 
 
 def clip_boxes(boxes_xyxy_abs: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -127,6 +136,13 @@ class ClipTransform:
         frames = normalize_(frames, self.mean, self.std)
         clip = frames.permute(0, 2, 3, 1) if channels_last else frames.permute(1, 0, 2, 3)
         return clip.contiguous(), boxes, keep, flipped
+
+    def test_boxes(self, height: int, width: int, boxes_xyxy_abs: torch.Tensor) -> torch.Tensor:
+        """The boxes the test transform of an `height x width` clip returns, without touching its pixels."""
+        if self.train:
+            raise ValueError("test_boxes: the training transform's boxes depend on its random crop")
+        boxes = clip_boxes(boxes_xyxy_abs.float(), height, width)
+        return resize_boxes(boxes, height, width, *short_side_size(height, width, self.short_side[0]))
 
     def _random_crop(self, frames, boxes):
         """A random `crop_size` square; a few tries to keep at least one box visible."""

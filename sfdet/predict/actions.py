@@ -134,8 +134,7 @@ class ActionPredictor:
 
     def model_boxes(self, frame_rgb: np.ndarray, boxes_xyxy_abs: np.ndarray) -> torch.Tensor:
         boxes = torch.as_tensor(boxes_xyxy_abs, dtype=torch.float64).float()
-        _, boxes, _, _ = self.transform(torch.from_numpy(frame_rgb)[None], boxes)
-        return boxes
+        return self.transform.test_boxes(*frame_rgb.shape[:2], boxes)  # the frame's pixels are not needed
 
     @torch.inference_mode()
     def score(self, clips: list[torch.Tensor], boxes: list[torch.Tensor]) -> list[np.ndarray]:
