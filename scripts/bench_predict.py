@@ -26,6 +26,7 @@ the ratio is that of the medians (one run of each varies by about 8% here).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -96,8 +97,6 @@ def make_video(workdir: Path, name: str, seconds: float, fps: float, size: tuple
 def make_toy_checkpoint(workdir: Path) -> Path:
     """The toy SlowFast (random init) of the current `configs/toy/slowfast_tiny.yaml`; the file name
     carries a hash of the config, so an edited config never reuses an old checkpoint."""
-    import hashlib
-
     cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml")
     cfg.model.num_classes = NUM_CLASSES
     digest = hashlib.sha1(json.dumps(to_dict(cfg), sort_keys=True, default=str).encode()).hexdigest()[:10]

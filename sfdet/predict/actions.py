@@ -24,6 +24,7 @@ from sfdet.config import Config, from_dict, load_config
 from sfdet.data.clip_sampling import clip_offsets, slow_indices
 from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
+from sfdet.engine.precision import resolve_precision
 from sfdet.models.inference import optimize_for_inference
 from sfdet.errors import ConfigError
 
@@ -95,8 +96,6 @@ class ActionPredictor:
         precision: str = "auto",
         name: str = "",
     ):
-        from sfdet.engine.precision import resolve_precision
-
         if precision not in PRECISIONS:
             raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
         # auto: bf16 on a CUDA GPU with bf16 and on CPUs with AMX / AVX512-BF16 (toy val frame-mAP equal to
