@@ -13,7 +13,7 @@ $(VENV)/.runtime-ok: pyproject.toml
 	touch $@
 
 $(VENV)/.test-ok: $(VENV)/.runtime-ok
-	$(PIP) install -q -e ".[test]"
+	$(PIP) install -q -e ".[test,onnx]"
 	# The AVA evaluator reference (ActivityNet/TF code shipped in MMAction2 0.24.1), loaded by path in tests.
 	$(PIP) install -q --no-deps mmaction2==0.24.1
 	touch $@

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sfdet.config import load_config
 from sfdet.data.dataset import AvaDataset, build_loader
-from sfdet.data.toy import generate_toy_dataset
+from sfdet.toy import generate_toy_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -31,8 +31,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sfdet.devices import fast_low_precision_available  # noqa: E402
 from sfdet.models import build_model  # noqa: E402
-from sfdet.models.inference import fast_low_precision_available, optimize_for_inference  # noqa: E402
+from sfdet.models.inference import optimize_for_inference  # noqa: E402
 from sfdet.models.pytorchvideo_keys import (  # noqa: E402
     pytorchvideo_model_config,
     pytorchvideo_to_sfdet,

@@ -42,11 +42,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sfdet.config import load_config, to_dict  # noqa: E402
+from sfdet.config import load_config  # noqa: E402
 from sfdet.data.ava import read_predictions_csv, write_proposals_csv  # noqa: E402
 from sfdet.data.video import write_video  # noqa: E402
 from sfdet.models import build_model  # noqa: E402
 from sfdet.models.checkpoint import save_sfdet_checkpoint  # noqa: E402
+from sfdet.typed_config import to_dict  # noqa: E402
 
 DEFAULT_SIZE = (640, 360)
 NUM_CLASSES = 10
@@ -146,15 +147,16 @@ def per_clip_baseline(video: Path, boxes: Path, weights: str, args) -> dict:
     """
     from pytorchvideo.data.encoded_video import EncodedVideo
 
-    from sfdet.predict.actions import load_action_predictor, pick_device
-    from sfdet.predict.detectors import build_detector
+    from sfdet.devices import pick_device
+    from sfdet.persons import build_person_detector
+    from sfdet.predict.actions import load_action_predictor
 
     records = [json.loads(line) for line in (video.parent / "out" / f"{video.stem}.jsonl").read_text().splitlines()]
     keyframes = [r for r in records if r["type"] == "keyframe"]
     num_frames = records[-1]["frames_decoded"]
     device = pick_device(args.device)
     predictor = load_action_predictor(weights, device, precision=args.precision)
-    detector = build_detector(None, boxes_path=str(boxes))
+    detector = build_person_detector(None, boxes_path=str(boxes))
     start = time.perf_counter()
     encoded = EncodedVideo.from_path(str(video), decode_audio=False, decoder="pyav")
     fps = Fraction(args.fps).limit_denominator(1001)

@@ -21,9 +21,10 @@ sys.path.insert(0, str(REPO))
 
 from sfdet.data import ava  # noqa: E402
 from sfdet.data.dataset import find_video  # noqa: E402
+from sfdet.devices import pick_device  # noqa: E402
 from sfdet.evaluation import frame_map  # noqa: E402
-from sfdet.predict.actions import load_action_predictor, pick_device  # noqa: E402
-from sfdet.predict.detectors import PrecomputedDetector  # noqa: E402
+from sfdet.persons import PrecomputedDetector  # noqa: E402
+from sfdet.predict.actions import load_action_predictor  # noqa: E402
 from sfdet.predict.pipeline import PredictOptions, predict_videos  # noqa: E402
 
 MAX_GAP_POINTS = 0.5

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from sfdet.data.ava import read_label_map
-    from sfdet.data.toy import generate_toy_dataset
+    from sfdet.toy import generate_toy_dataset
 
     data, out = Path(args.data), Path(args.out)
     if not (data / "meta.json").is_file():

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plot": ("plot", "PNG curves of a training run's log"),
     "convert": ("convert", "convert a PySlowFast/PyTorchVideo/caffe2 checkpoint to sfdet's format"),
     "info": ("info", "architecture, parameters, expected input and GFLOPs of a model or checkpoint"),
+    "export": ("export", "the action detector as one ONNX file (label map and clip recipe inside)"),
 }
 
 
@@ -48,7 +49,13 @@ def main(argv: list[str] | None = None) -> int:
         name = None  # argparse reports the unknown command
     try:
         parser = build_parser(only=name)
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # `key=value` overrides may come after options too (`sfdet train --config X a=1 --no-progress b=2`).
+        positional = next((getattr(args, k) for k in ("overrides", "items") if isinstance(getattr(args, k, None), list)), None)
+        if extra and positional is not None and all("=" in item and not item.startswith("-") for item in extra):
+            positional += extra
+        elif extra:
+            parser.parse_args(argv)  # argparse's own "unrecognized arguments" error (exit 2)
         if args.command is None:
             parser.print_help()
             return 2

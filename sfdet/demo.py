@@ -251,7 +251,7 @@ class DemoContext:
 
 
 def make_dataset(ctx: DemoContext) -> None:
-    from sfdet.data.toy import generate_toy_dataset
+    from sfdet.toy import generate_toy_dataset
 
     # overwrite: an interrupted generation leaves a partial dataset behind; make it again.
     generate_toy_dataset(ctx.paths.data, seed=ctx.seed, quick=ctx.quick, overwrite=True, progress=True)
@@ -268,11 +268,12 @@ def train_person_detector(ctx: DemoContext) -> None:
 
 def write_detector_proposals(ctx: DemoContext) -> None:
     from sfdet.data import ava
-    from sfdet.detection import load_detector
     from sfdet.detection.proposals import make_proposals
+    from sfdet.persons import build_person_detector
 
     cfg = ctx.config().data
-    detector = load_detector(ctx.paths.detector, score_threshold=ctx.preset.proposal_score_thresh, device=ctx.device)
+    detector = build_person_detector(ctx.paths.detector, score_threshold=ctx.preset.proposal_score_thresh,
+                                     device=ctx.device)
     for split in ("train", "val"):
         result = make_proposals(cfg, split, detector)
         ava.write_proposals_csv(ctx.paths.proposals(split), result.proposals)
@@ -305,15 +306,15 @@ def val_videos(ctx: DemoContext) -> list[Path]:
 
 def predict_val_videos(ctx: DemoContext, boxes: str) -> Path:
     """`sfdet predict` over every val video with the `boxes` proposals; their CSVs joined into one."""
+    from sfdet.persons import build_person_detector
     from sfdet.predict.actions import load_action_predictor
-    from sfdet.predict.detectors import PrecomputedDetector
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     cfg = ctx.config().data
     proposals = ctx.paths.proposals("val") if boxes == "detector" else ctx.paths.simulated_proposals("val")
     videos = val_videos(ctx)
     predictor = load_action_predictor(str(ctx.weights), ctx.device)
-    detector = PrecomputedDetector(proposals, score_threshold=cfg.detection_score_thresh)
+    detector = build_person_detector(boxes_path=proposals, score_threshold=cfg.detection_score_thresh)
     per_video = ctx.paths.eval_dir(boxes) / "videos"
     results = predict_videos(videos, predictor, detector, PredictOptions(), out_dir=per_video, resume=True)
     failed = [r for r in results if r.error is not None]
@@ -333,13 +334,14 @@ def evaluate(ctx: DemoContext) -> None:
 
 
 def predict_and_render(ctx: DemoContext) -> None:
-    from sfdet.detection import load_detector
+    from sfdet.persons import build_person_detector
     from sfdet.predict.actions import load_action_predictor
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     cfg = ctx.config().data
     predictor = load_action_predictor(str(ctx.weights), ctx.device)
-    detector = load_detector(ctx.paths.detector, score_threshold=cfg.detection_score_thresh, device=ctx.device)
+    detector = build_person_detector(ctx.paths.detector, score_threshold=cfg.detection_score_thresh,
+                                     device=ctx.device)
     results = predict_videos(val_videos(ctx)[:1], predictor, detector, PredictOptions(render=True),
                              out_dir=ctx.paths.predict, resume=True)
     if results[0].error is not None:
@@ -425,12 +427,12 @@ def save_demo_frame(rendered: Path, jsonl: Path, out: Path) -> Path:
 
 def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) -> DemoSummary:
     """Evaluate the val CSVs (cheap), draw the figures, collect the numbers and paths."""
-    from sfdet.commands.plot import plot_run
     from sfdet.data import ava
     from sfdet.data.check import proposal_recall
-    from sfdet.detection.models import read_checkpoint
+    from sfdet.engine.plots import plot_run
     from sfdet.evaluation import frame_map
     from sfdet.evaluation.report import write_json, write_plot
+    from sfdet.persons import read_detector_checkpoint
 
     paths, cfg = ctx.paths, ctx.config().data
     gt_path, exclusions_path, _ = cfg.split_files("val")
@@ -455,7 +457,7 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
     frame = save_demo_frame(rendered, rendered.with_name(rendered.name.replace(".pred.mp4", ".jsonl")),
                             figures / "demo_frame.png")
 
-    detector_info = read_checkpoint(paths.detector).get("info", {})
+    detector_info = read_detector_checkpoint(paths.detector).get("info", {})
     names = {boxes: {label_map[c]: ap for c, ap in results[boxes].per_class_ap.items()} for boxes in BOX_SOURCES}
     artifacts = {
         "rendered video": rendered,
@@ -494,7 +496,7 @@ def run_demo(
     Re-running skips finished stages (their outputs exist and `demo.json` records them);
     `overwrite=True` starts over. `config`: the action model's YAML (default configs/toy/slowfast_tiny.yaml).
     """
-    from sfdet.predict.actions import pick_device
+    from sfdet.devices import pick_device
 
     def default_log(line: str) -> None:
         print(line, flush=True)

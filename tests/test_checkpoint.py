@@ -17,10 +17,12 @@ import torch
 import yaml
 
 from sfdet import cli
-from sfdet.errors import CheckpointError
+from sfdet.errors import CheckpointError, ConfigError
 from sfdet.models import ModelConfig, build_model
-from sfdet.models.checkpoint import load_checkpoint, read_checkpoint_file, save_sfdet_checkpoint
+from sfdet.models.checkpoint import CheckpointInfo, load_checkpoint, registry_recipe, save_sfdet_checkpoint
+from sfdet.models.checkpoint_files import read_checkpoint_file
 from sfdet.models.pyslowfast_keys import caffe2_name_to_pyslowfast, pyslowfast_key_to_sfdet
+from sfdet.models.recipe import ClipRecipe
 
 # A small network with the published R101 naming: bottlenecks, projection
 # shortcuts, laterals after the stem and res2..res4, temporal kernels only in the
@@ -175,7 +177,7 @@ def test_pyslowfast_file_loads_to_identical_outputs(tmp_path, small):
     loaded, info = load_checkpoint(path)
     assert info.format == "pyslowfast"
     assert info.fits_exactly and info.model_config == cfg
-    assert info.input_hints == {"num_frames": 8, "sampling_rate": 2, "slow_sampling": "linspace"}
+    assert info.recipe == ClipRecipe(num_frames=8, sampling_rate=2, alpha=cfg.alpha, slow_sampling="linspace")
     assert info.train_config is None
     torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
 
@@ -187,7 +189,7 @@ def test_pyslowfast_cfg_hints_override_defaults(tmp_path, small):
                                                                   "DETECTION": {"ALIGNED": True}}))
     _, info = load_checkpoint(path)
     assert (info.model_config.alpha, info.model_config.roi_aligned) == (2, True)
-    assert info.input_hints == {}  # no DATA section: nothing said about the clips
+    assert info.recipe is None  # no DATA section: nothing said about the clips
 
 
 def test_pyslowfast_cfg_data_section_gives_the_clip_settings(tmp_path, small):
@@ -196,17 +198,20 @@ def test_pyslowfast_cfg_data_section_gives_the_clip_settings(tmp_path, small):
     data = {"NUM_FRAMES": 64, "SAMPLING_RATE": 2, "TEST_CROP_SIZE": 224, "MEAN": [0.5, 0.4, 0.3], "STD": [0.2, 0.2, 0.25]}
     _write_pyslowfast(path, model, cfg, cfg_field=yaml.safe_dump({"SLOWFAST": {"ALPHA": cfg.alpha}, "DATA": data}))
     _, info = load_checkpoint(path)
-    assert info.input_hints == {"num_frames": 64, "sampling_rate": 2, "test_short_side": 224,
-                                "mean": [0.5, 0.4, 0.3], "std": [0.2, 0.2, 0.25], "slow_sampling": "linspace"}
+    assert info.recipe == ClipRecipe(num_frames=64, sampling_rate=2, alpha=cfg.alpha, slow_sampling="linspace",
+                                     test_short_side=224, mean=(0.5, 0.4, 0.3), std=(0.2, 0.2, 0.25))
 
 
 def test_training_config_of_an_sfdet_checkpoint_is_returned(tmp_path, small):
-    _, model, _ = small
+    cfg, model, _ = small
     train_config = {"seed": 3, "data": {"num_frames": 8, "video_resample_fps": 30.0}, "train": {"epochs": 2}}
     path = save_sfdet_checkpoint(tmp_path / "trained.pt", model, config=train_config, train_state={"epoch": 2})
     _, info = load_checkpoint(path)
     assert info.train_config == train_config
-    assert load_checkpoint(save_sfdet_checkpoint(tmp_path / "plain.pt", model))[1].train_config is None
+    # A checkpoint of before clip recipes: its recipe is derived from the stored config (DataConfig defaults else).
+    assert info.recipe == ClipRecipe(num_frames=8, sampling_rate=2, alpha=cfg.alpha, video_resample_fps=30.0)
+    plain = load_checkpoint(save_sfdet_checkpoint(tmp_path / "plain.pt", model))[1]
+    assert plain.train_config is None and plain.recipe is None
     broken = save_sfdet_checkpoint(tmp_path / "broken.pt", model, config="data.num_frames=8")
     with pytest.raises(CheckpointError, match=r"broken\.pt: its stored training config \('config'\) is not a mapping"):
         load_checkpoint(broken)
@@ -261,7 +266,10 @@ def test_sfdet_round_trip_via_convert(tmp_path, small, capsys):
     labels = tmp_path / "labels.pbtxt"
     labels.write_text("".join(f'item {{\n  name: "action {i}"\n  id: {i}\n}}\n' for i in range(1, 6)))
     assert cli.main(["convert", str(source), str(out), "--label-map", str(labels)]) == 0
-    assert f"wrote   {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote   {out}" in printed
+    assert ("recipe  none stored (the file does not say how its clips were made; sfdet predict will need "
+            "--config YAML)") in printed
 
     stored = torch.load(out, weights_only=True)
     assert stored["format"] == "sfdet" and stored["version"] == 1 and stored["source"].startswith("caffe2:")
@@ -269,11 +277,86 @@ def test_sfdet_round_trip_via_convert(tmp_path, small, capsys):
     assert info.format == "sfdet" and info.model_config == cfg
     assert info.label_map == {i: f"action {i}" for i in range(1, 6)}
 
-    pyslowfast, out2 = tmp_path / "model.pyth", tmp_path / "model2_sfdet.pyth"  # input hints travel along
+    assert info.recipe is None and stored["recipe"] is None  # a caffe2 pickle says nothing about its clips
+
+    pyslowfast, out2 = tmp_path / "model.pyth", tmp_path / "model2_sfdet.pyth"  # the clip recipe travels along
     _write_pyslowfast(pyslowfast, model, cfg)
     assert cli.main(["convert", str(pyslowfast), str(out2)]) == 0
-    assert load_checkpoint(out2)[1].input_hints == {"num_frames": 8, "sampling_rate": 2, "slow_sampling": "linspace"}
+    recipe = ClipRecipe(num_frames=8, sampling_rate=2, alpha=cfg.alpha, slow_sampling="linspace")
+    assert load_checkpoint(out2)[1].recipe == recipe
+    assert f"recipe  {recipe.describe()} (stated by the file; --config YAML sets another)" in capsys.readouterr().out
     torch.testing.assert_close(_outputs(loaded, cfg), expected, rtol=0, atol=0)
+
+
+def test_clip_recipe_round_trips_through_checkpoints_and_convert(tmp_path, small, capsys):
+    cfg, model, _ = small
+    recipe = ClipRecipe(num_frames=16, sampling_rate=3, alpha=cfg.alpha, slow_sampling="linspace",
+                        test_short_side=192, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), video_resample_fps=25.0,
+                        time_offset=900.0)
+    assert ClipRecipe.from_dict(recipe.to_dict()) == recipe
+    path = save_sfdet_checkpoint(tmp_path / "model.pt", model, recipe=recipe, config={"data": {"num_frames": 4}})
+    assert torch.load(path, weights_only=True)["recipe"] == recipe.to_dict()  # plain values: weights_only reads it
+    assert load_checkpoint(path)[1].recipe == recipe  # the stored recipe wins over the stored training config
+
+    out = tmp_path / "converted.pt"
+    assert cli.main(["convert", str(path), str(out)]) == 0
+    assert load_checkpoint(out)[1].recipe == recipe
+    assert f"recipe  {recipe.describe()} (stated by the file; --config YAML sets another)" in capsys.readouterr().out
+
+    # `convert --config`: the config's data section is the recipe (explicit wins), its model section the architecture.
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"model": {k: v for k, v in SMALL.items()},
+                                      "data": {"num_frames": 8, "sampling_rate": 4, "test_short_side": 160}}))
+    out2 = tmp_path / "from_config.pt"
+    assert cli.main(["convert", str(path), str(out2), "--config", str(config)]) == 0
+    assert load_checkpoint(out2)[1].recipe == ClipRecipe(num_frames=8, sampling_rate=4, alpha=cfg.alpha,
+                                                         test_short_side=160)
+
+    bad = save_sfdet_checkpoint(tmp_path / "bad.pt", model)
+    stored = torch.load(bad, weights_only=True)
+    stored["recipe"] = {"num_frames": 0}
+    torch.save(stored, bad)
+    with pytest.raises(CheckpointError, match=r"bad\.pt: its stored clip recipe \('recipe'\) is invalid \(clip recipe "
+                                              r"'num_frames': expected an integer >= 1, got 0\)"):
+        load_checkpoint(bad)
+
+
+def test_a_file_of_no_registry_architecture_asks_for_config_in_one_line(tmp_path, small, capsys):
+    from sfdet.predict.actions import clip_settings
+
+    cfg, model, _ = small
+    path = tmp_path / "mine.pyth"  # a PySlowFast file whose cfg has no DATA section, of no registry architecture
+    _write_pyslowfast(path, model, cfg, cfg_field=yaml.safe_dump({"SLOWFAST": {"ALPHA": cfg.alpha}}))
+    _, info = load_checkpoint(path)
+    assert info.recipe is None and registry_recipe(info) is None
+    with pytest.raises(ConfigError, match=r"mine\.pyth does not say how its clips were made .*; "
+                                          r"pass the training config with --config YAML$"):
+        clip_settings(str(path), info)
+    err = _cli_error(capsys, ["predict", str(tmp_path / "video.mp4"), "--weights", str(path)])
+    assert err == (f"sfdet predict: error: {path} does not say how its clips were made (frames, stride, short side); "
+                   f"pass the training config with --config YAML\n")
+
+
+def test_registry_architecture_match_is_unambiguous_or_an_error():
+    from sfdet.models import registry
+
+    r101 = registry.get("SLOWFAST_32x2_R101_50_50").build_config()
+    info = CheckpointInfo("/tmp/weights.pkl", "caffe2", r101, None)
+    # Three registry models share the R101 architecture; their clips differ (32x2, 64x2).
+    with pytest.raises(CheckpointError, match=r"weights\.pkl: its architecture equals registry models "
+                                              r"SLOWFAST_32x2_R101_50_50, SLOWFAST_32x2_R101_50_50_v2\.1, "
+                                              r"SLOWFAST_64x2_R101_50_50, whose clip recipes differ .*--config YAML$"):
+        registry_recipe(info)
+    named = CheckpointInfo("/downloads/SLOWFAST_64x2_R101_50_50.pkl", "caffe2", r101, None)  # its published name
+    match = registry_recipe(named, "w.pkl")
+    assert match.recipe == registry.get("SLOWFAST_64x2_R101_50_50").recipe
+    assert match.note.startswith("w.pkl: architecture equals registry model SLOWFAST_64x2_R101_50_50; using its clip "
+                                 "recipe (64x2, alpha 4, linspace Slow frames, short side 256, mean 0.45, std 0.225, "
+                                 "30 fps grid); pass --config to override")
+    # Only model-zoo formats are matched: an sfdet file without a recipe does not say what it was trained on.
+    assert registry_recipe(CheckpointInfo("x.pt", "sfdet", r101, None)) is None
+    other = ModelConfig(**{**R101_NL, "num_classes": 60})
+    assert registry_recipe(CheckpointInfo("x.pkl", "caffe2", other, None)) is None
 
 
 def test_strict_mismatch_is_one_line_listing_keys(tmp_path, small):
@@ -373,11 +456,27 @@ def test_pytorchvideo_file_is_recognised_and_its_architecture_inferred(tmp_path)
 
     from sfdet.models.pytorchvideo_keys import pytorchvideo_model_config
 
-    path = tmp_path / "SLOWFAST_8x8_R50_DETECTION.pyth"
+    from sfdet.models import registry
+    from sfdet.predict.actions import clip_settings
+
+    path = tmp_path / "weights.pyth"  # not its published name: the architecture alone decides
     torch.save({"model_state": slowfast_r50_detection(pretrained=False).state_dict()}, path)
     _, info = load_checkpoint(path)
     assert info.format == "pytorchvideo" and info.fits_exactly
     assert info.model_config == pytorchvideo_model_config("slowfast_r50_detection")
+
+    # No recipe in the file, but its architecture is the registry's slowfast_r50_detection: predict uses that
+    # model's clip recipe without --config, and says so in one line.
+    assert info.recipe is None
+    lines = []
+    data = clip_settings(str(path), info, log=lines.append)
+    recipe = registry.get("slowfast_r50_detection").recipe
+    assert lines == [f"{path}: architecture equals registry model slowfast_r50_detection; using its clip recipe "
+                     f"(32x2, alpha 4, linspace Slow frames, short side 256, mean 0.45, std 0.225, 30 fps grid); "
+                     f"pass --config to override"]
+    assert (data.num_frames, data.sampling_rate, data.slow_sampling, data.test_short_side, data.mean, data.std,
+            data.video_resample_fps, data.time_offset) == (32, 2, "linspace", 256, [0.45] * 3, [0.225] * 3, 30.0, 0.0)
+    assert recipe.data_fields() == {k: getattr(data, k) for k in recipe.data_fields()}
 
 
 def test_info_describes_a_checkpoint_file(tmp_path, capsys, small):

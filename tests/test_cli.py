@@ -45,3 +45,16 @@ def test_console_entry_point_runs_as_module():
     result = subprocess.run([sys.executable, "-m", "sfdet", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stdout.startswith("sfdet ")
+
+
+def test_overrides_may_follow_options(monkeypatch):
+    """`sfdet train --config X a=1 --no-progress b=2` keeps both overrides; a stray word is still an error."""
+    from sfdet.commands import train as train_command
+
+    seen = {}
+    monkeypatch.setattr(train_command, "run", lambda args: seen.setdefault("overrides", list(args.overrides)) and 0)
+    assert cli.main(["train", "--config", "x.yaml", "a.b=1", "--no-progress", "c.d=2"]) == 0
+    assert seen["overrides"] == ["a.b=1", "c.d=2"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--config", "x.yaml", "a.b=1", "--no-progress", "--bogus"])
+    assert exc.value.code == 2

@@ -1,19 +1,10 @@
-"""The keyframe -> frame indices rule (PySlowFast `get_sequence`) and the Slow/Fast packing."""
+"""The centre frame -> clip frame indices rule (PySlowFast `get_sequence`) and the Slow/Fast packing."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from sfdet.data.clip_sampling import (
-    centre_index,
-    check_keyframe_time,
-    clamped_indices,
-    clip_offsets,
-    pack_pathways,
-    slow_indices,
-)
-from sfdet.errors import DataError
+from sfdet.data.clip_sampling import clamped_indices, clip_offsets, pack_pathways, slow_indices
 
 
 def test_offsets_are_pyslowfast_get_sequence():
@@ -26,27 +17,11 @@ def test_offsets_are_pyslowfast_get_sequence():
     assert clip_offsets(1, 1) == [0]
 
 
-def test_centre_is_the_nearest_frame_with_ties_to_the_earlier():
-    assert centre_index(902 - 900, 30) == 60  # AVA: (sec - 900) * 30
-    assert centre_index(1.0, 30000 / 1001) == 30  # 1.0 s is 29.97 frames -> frame 30
-    assert centre_index(0.1, 15) == 1  # 1.5 frames: a tie, the earlier frame
-    assert centre_index(0.11, 15) == 2
-    assert centre_index(0.0, 15) == 0
-
-
 def test_edges_repeat_first_and_last_frame():
     offsets = clip_offsets(4, 2)  # -4, -2, 0, 2
     assert clamped_indices(1, offsets, 10) == [0, 0, 1, 3]
     assert clamped_indices(9, offsets, 10) == [5, 7, 9, 9]
     assert clamped_indices(0, offsets, 1) == [0, 0, 0, 0]
-
-
-def test_keyframe_outside_the_video_is_an_error():
-    check_keyframe_time(10.03, 10.0, 1 / 30, "v.mp4")  # within one frame of the end: fine
-    with pytest.raises(DataError, match="v.mp4: keyframe at video time 11.000 s is after the last readable frame"):
-        check_keyframe_time(11.0, 10.0, 1 / 30, "v.mp4")
-    with pytest.raises(DataError, match="before the first frame; check data.time_offset"):
-        check_keyframe_time(-900.0, 10.0, 1 / 30, "v.mp4")
 
 
 def test_slow_pathway_stride_and_linspace():

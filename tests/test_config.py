@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import dataclass, field
 
 import pytest
 
-from sfdet.config import Config, apply_overrides, from_dict, load_config, read_yaml, save_config
+from sfdet.config import Config, load_config, save_config
 from sfdet.errors import ConfigError
+from sfdet.typed_config import apply_overrides, from_dict, read_yaml
 
 
 @dataclass
@@ -25,6 +28,18 @@ class Inner:
 class Outer:
     inner: Inner = field(default_factory=Inner)
     seed: int = 0
+
+
+@dataclass
+class Other:
+    alpha: int = 1
+    name: str = "y"
+
+
+@dataclass
+class TwoSections:
+    inner: Inner = field(default_factory=Inner)
+    other: Other | None = None
 
 
 def test_nested_values_are_typed():
@@ -86,6 +101,39 @@ def test_unknown_key_in_real_config_section(tmp_path):
     path.write_text("model:\n  alhpa: 4\n")
     with pytest.raises(ConfigError, match=r"'model\.alhpa' \(did you mean 'model\.alpha'\?\)"):
         load_config(path)
+
+
+def test_a_key_in_the_wrong_section_points_to_the_section_that_has_it():
+    # README once said `model.init=NAME`; the key is `train.init`, in no way "close" to a model key.
+    with pytest.raises(ConfigError, match=r"^unknown config key 'model\.init' \(did you mean 'train\.init'\?\)$"):
+        load_config(None, ["model.init=slowfast_r50_detection"])
+    with pytest.raises(ConfigError, match=r"^unknown config key 'lr' \(did you mean 'train\.lr'\?\)$"):
+        load_config(None, ["lr=0.1"])
+    with pytest.raises(ConfigError, match=r"^unknown config key 'train\.seed' \(did you mean 'seed'\?\)$"):
+        load_config(None, ["train.seed=1"])
+    # the same name in several other sections: all of them; none: the closest key of its own section
+    with pytest.raises(ConfigError, match=r"^unknown config key 'alpha' \(did you mean 'inner\.alpha' or 'other\.alpha'\?\)$"):
+        from_dict(TwoSections, {"alpha": 1})
+    with pytest.raises(ConfigError, match=r"^unknown config key 'other\.nam' \(did you mean 'other\.name'\?\)$"):
+        from_dict(TwoSections, {"other": {"nam": "x"}})
+    # nothing close in its own section: a close name elsewhere, else no hint
+    with pytest.raises(ConfigError, match=r"^unknown config key 'model\.lrr' \(did you mean 'train\.lr'\?\)$"):
+        load_config(None, ["model.lrr=1"])
+    with pytest.raises(ConfigError, match=r"^unknown config key 'model\.qqq'$"):
+        load_config(None, ["model.qqq=1"])
+
+
+def test_a_section_read_on_its_own_keeps_its_prefix_in_hints():
+    from sfdet.models.config import ModelConfig
+
+    with pytest.raises(ConfigError, match=r"^unknown config key 'model\.alhpa' \(did you mean 'model\.alpha'\?\)$"):
+        from_dict(ModelConfig, {"alhpa": 4}, prefix="model")
+
+
+def test_importing_the_config_loads_neither_torch_nor_pyav():
+    code = "import sys, sfdet.config; print(sorted({'torch', 'av', 'pandas'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_bad_yaml_and_missing_file_are_one_line_errors(tmp_path):

@@ -1,6 +1,9 @@
-"""Person detectors: the box-format guard, torchvision (random weights, no download), precomputed boxes."""
+"""Person detectors (`sfdet.persons`): the box-format guard, torchvision (random weights, no download),
+precomputed boxes, a `detector.pt`, and what the one factory makes of each `--detector` value."""
 
 from __future__ import annotations
+
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,11 +12,15 @@ import torch
 
 from sfdet.data.ava import write_proposals_csv, write_proposals_pkl
 from sfdet.errors import CheckpointError, ConfigError, SfdetError
-from sfdet.predict.detectors import (
+from sfdet.persons import (
+    TINY_ARCH,
     PrecomputedDetector,
     TorchvisionDetector,
-    build_detector,
+    TrainedDetector,
+    build_person_detector,
     check_boxes,
+    save_detector,
+    tiny_fasterrcnn,
 )
 
 FRAME = np.zeros((120, 200, 3), dtype=np.uint8)  # H=120, W=200
@@ -105,21 +112,56 @@ def test_torchvision_detector_weights_from_a_local_file(tmp_path):
     with pytest.raises(CheckpointError, match="not found"):
         TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", weights=str(tmp_path / "missing.pth"))
     (tmp_path / "junk.pth").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pth: not a readable torch state dict"):
+    with pytest.raises(CheckpointError, match="junk.pth: not a readable detector weights file"):
         TorchvisionDetector("fasterrcnn_mobilenet_v3_large_320_fpn", weights=str(tmp_path / "junk.pth"))
 
 
-def test_unknown_detector_names():
-    with pytest.raises(ConfigError, match="unknown torchvision detector 'yolo'"):
-        build_detector("yolo", weights=None)
-    with pytest.raises(ConfigError, match="unknown detector 'mmdet:x'"):
-        build_detector("mmdet:x", weights=None)
+@pytest.fixture(scope="module")
+def detector_pt(tmp_path_factory):
+    """A detector.pt as `sfdet train-detector` writes it (its save function; a random tiny model, no training)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("det") / "detector.pt"
+    save_detector(path, tiny_fasterrcnn(96, 160), TINY_ARCH, {}, (96, 160), score_threshold=0.3, info={"iterations": 0})
+    return path
+
+
+def test_factory_reads_a_detector_pt_by_its_content(detector_pt, tmp_path, monkeypatch):
+    detector = build_person_detector(str(detector_pt))
+    assert isinstance(detector, TrainedDetector) and detector.name == "sfdet:detector.pt"
+    assert detector.score_threshold == 0.3  # the threshold stored in the checkpoint
+    boxes, scores = build_person_detector(detector_pt, score_threshold=0.0)(FRAME, "v", 1.0)
+    assert boxes.dtype == np.float32 and boxes.shape == (len(scores), 4) and (scores >= 0).all()
+    # No suffix, no folder: still a detector.pt, told apart from a model name by the file existing.
+    shutil.copyfile(detector_pt, tmp_path / "people")
+    monkeypatch.chdir(tmp_path)
+    assert isinstance(build_person_detector("people"), TrainedDetector)
+    with pytest.raises(ConfigError, match="--detector-weights does not apply"):
+        build_person_detector("people", weights="coco.pth")
+
+
+def test_factory_names_what_is_wrong_in_one_line(tmp_path):
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    torch.save({"model": {}}, tmp_path / "state.pt")
+    cases = [
+        (str(tmp_path / "missing.pt"), CheckpointError, "detector checkpoint not found: .*missing.pt"),
+        ("runs/det/detector", CheckpointError, "detector checkpoint not found: runs/det/detector"),
+        (str(tmp_path / "junk.pt"), CheckpointError, "junk.pt: not a readable detector checkpoint"),
+        (str(tmp_path / "state.pt"), CheckpointError, "state.pt: not an sfdet detector checkpoint"),
+        (str(tmp_path), CheckpointError, "is a directory"),
+        ("yolo", ConfigError, "unknown torchvision detector 'yolo'"),
+        ("torchvision:yolo", ConfigError, "unknown torchvision detector 'yolo'"),
+        ("mmdet:x", ConfigError, "unknown detector 'mmdet:x'"),
+    ]
+    for spec, error, message in cases:
+        with pytest.raises(error, match=message) as exc:
+            build_person_detector(spec, weights=None)
+        assert "\n" not in str(exc.value)
 
 
 def test_detectron2_backend_when_installed():
     pytest.importorskip("detectron2")
     torch.manual_seed(0)
-    detector = build_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml", weights=None,
+    detector = build_person_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml", weights=None,
                               score_threshold=0.0)  # random init: nothing downloaded
     frame = np.random.default_rng(0).integers(0, 255, size=(120, 200, 3), dtype=np.uint8)
     boxes, scores = detector(frame, "v", 1.0)
@@ -133,7 +175,7 @@ def test_detectron2_backend_missing_is_a_clear_error():
         import detectron2  # noqa: F401
     except ImportError:
         with pytest.raises(ConfigError, match="needs detectron2"):
-            build_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml")
+            build_person_detector("detectron2:COCO-Detection/faster_rcnn_R_50_FPN_3x.yaml")
     else:
         pytest.skip("detectron2 is installed")
 
@@ -160,7 +202,7 @@ def test_precomputed_boxes_scaled_to_the_frame_and_thresholded(tmp_path, form):
     else:
         path = tmp_path / "boxes.pkl"
         write_proposals_pkl(path, _proposals()[_proposals()["timestamp"].eq(1.0)])
-    detector = build_detector(None, boxes_path=str(path), score_threshold=0.8)
+    detector = build_person_detector(None, boxes_path=str(path), score_threshold=0.8)
     boxes, scores = detector(FRAME, "clip", 1)
     np.testing.assert_allclose(boxes, [[20, 24, 60, 72]], rtol=1e-6)  # 0.5-score box dropped
     np.testing.assert_allclose(scores, [0.95], rtol=1e-6)
@@ -172,4 +214,4 @@ def test_precomputed_boxes_scaled_to_the_frame_and_thresholded(tmp_path, form):
 
 def test_precomputed_boxes_missing_file(tmp_path):
     with pytest.raises(SfdetError, match="missing.csv"):
-        build_detector(None, boxes_path=str(tmp_path / "missing.csv"))
+        build_person_detector(None, boxes_path=str(tmp_path / "missing.csv"))

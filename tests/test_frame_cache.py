@@ -11,7 +11,7 @@ import torch
 from sfdet.data.clip_sampling import clip_offsets
 from sfdet.data.config import DataConfig
 from sfdet.data.dataset import AvaDataset
-from sfdet.data.toy import generate_toy_dataset
+from sfdet.toy import generate_toy_dataset
 from sfdet.data.video import DecodedVideo, VideoReader, write_video
 from sfdet.errors import ConfigError, DataError
 

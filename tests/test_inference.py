@@ -8,13 +8,13 @@ import pytest
 import torch
 from torch import nn
 
+from sfdet.devices import fast_low_precision_available
 from sfdet.errors import ConfigError
 from sfdet.models import build_model
 from sfdet.models.inference import (
     Conv3dAs2d,
     InferenceDetector,
     conv3d_runs_as_2d,
-    fast_low_precision_available,
     fold_batch_norms,
     optimize_for_inference,
 )

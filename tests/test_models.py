@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from sfdet.config import Config, from_dict, read_yaml
+from sfdet.config import Config
 from sfdet.errors import ConfigError
 from sfdet.models import ActionDetector, ModelConfig, build_model
 from sfdet.models.complexity import count_flops, count_parameters
@@ -16,6 +16,7 @@ from sfdet.models.nonlocal_block import NonLocal
 from sfdet.models.pytorchvideo_keys import pytorchvideo_model_config
 from sfdet.models.roi_head import boxes_to_rois
 from sfdet.models.slowfast import Lateral
+from sfdet.typed_config import from_dict, read_yaml
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

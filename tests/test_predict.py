@@ -20,15 +20,16 @@ import pytest
 import torch
 
 from sfdet import cli
-from sfdet.config import load_config, to_dict
+from sfdet.config import load_config
 from sfdet.data.ava import read_label_map, read_predictions_csv, write_proposals_csv
 from sfdet.data.dataset import AvaDataset
-from sfdet.data.toy import generate_toy_dataset
+from sfdet.toy import generate_toy_dataset
 from sfdet.data.video import write_video
 from sfdet.engine.validation import ValidationData, evaluate_keyframes, score_keyframes
 from sfdet.models import build_model, load_checkpoint
 from sfdet.models.checkpoint import save_sfdet_checkpoint
 from sfdet.predict.writers import OutputPaths, read_jsonl
+from sfdet.typed_config import to_dict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -101,12 +102,12 @@ def test_predict_matches_the_evaluation_path(toy, tmp_path, capsys):
 
 
 def test_default_precision_and_batch_size_suit_the_device(toy, tmp_path, monkeypatch):
-    from sfdet.models import inference
+    from sfdet import devices
     from sfdet.predict.actions import default_batch_size
 
     assert default_batch_size(torch.device("cpu")) == 8 and default_batch_size(torch.device("cuda", 0)) == 16
     for fast in (False, True):  # auto = bf16 only where its kernels are fast
-        monkeypatch.setattr(inference, "fast_low_precision_available", lambda device, fast=fast: fast)
+        monkeypatch.setattr(devices, "fast_low_precision_available", lambda device, fast=fast: fast)
         out = tmp_path / f"fast_{fast}"
         assert cli.main(["predict", str(toy["video"]), "--weights", str(toy["checkpoint"]), "--boxes",
                          str(toy["boxes"]), "--out", str(out), "--device", "cpu", "--timestamps", "1",
@@ -146,16 +147,24 @@ def test_resampled_predict_matches_the_resampled_dataset(toy, tmp_path):
     assert compared >= 2
 
 
-def test_clip_settings_come_from_the_training_config_or_the_input_facts(toy):
+def test_clip_settings_come_from_the_config_or_the_clip_recipe(toy):
     from sfdet.errors import ConfigError
     from sfdet.models.checkpoint import CheckpointInfo
     from sfdet.models.registry import MODELS
     from sfdet.predict.actions import clip_settings
 
+    # The toy checkpoint predates clip recipes: its recipe is derived from the training config it stores.
     _, info = load_checkpoint(toy["checkpoint"])
-    assert info.train_config is not None and clip_settings("toy.pt", info) == toy["cfg"].data
+    assert info.train_config is not None and info.recipe is not None
+    data, trained = clip_settings("toy.pt", info), toy["cfg"].data
+    assert {k: getattr(data, k) for k in info.recipe.data_fields()} == \
+        {k: getattr(trained, k) for k in info.recipe.data_fields()}
+    assert info.recipe.alpha == toy["cfg"].model.alpha
+    # --config (or overrides) wins over the checkpoint's recipe.
+    explicit = clip_settings("toy.pt", info, REPO / "configs/toy/slowfast_tiny.yaml", ["data.num_frames=4"])
+    assert explicit.num_frames == 4
     published = CheckpointInfo("x.pyth", "pytorchvideo", info.model_config, None,
-                               input_hints=MODELS["slow_r50_detection"].input_spec())
+                               recipe=MODELS["slow_r50_detection"].recipe)
     data = clip_settings("slow_r50_detection", published)
     assert (data.num_frames, data.sampling_rate, data.slow_sampling, data.test_short_side, data.video_resample_fps) \
         == (4, 16, "linspace", 256, 30.0)
@@ -343,7 +352,7 @@ def test_timestamps_with_a_time_offset(toy, tmp_path):
 
 def test_each_rank_predicts_only_its_share(toy, tmp_path):
     from sfdet.predict.actions import load_action_predictor
-    from sfdet.predict.detectors import build_detector
+    from sfdet.persons import build_person_detector
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     videos = tmp_path / "videos"
@@ -351,7 +360,7 @@ def test_each_rank_predicts_only_its_share(toy, tmp_path):
     for name in ("a", "toy_val_000", "z"):
         (videos / f"{name}.mp4").write_bytes(toy["video"].read_bytes())
     predictor = load_action_predictor(str(toy["checkpoint"]), torch.device("cpu"), precision="bf16")
-    detector = build_detector(None, boxes_path=str(toy["boxes"]))
+    detector = build_person_detector(None, boxes_path=str(toy["boxes"]))
     options = PredictOptions(timestamps=[1.0, 2.0], progress=False)
     results = predict_videos([videos], predictor, detector, options, out_dir=tmp_path / "out", rank=1, world_size=2)
     assert [r.video.name for r in results] == ["toy_val_000.mp4"]  # rank 0 takes a.mp4 and z.mp4

@@ -12,7 +12,7 @@ import torch
 
 from sfdet.data.ava import read_gt_csv, read_predictions_csv
 from sfdet.errors import CheckpointError
-from sfdet.predict.detectors import torchvision_weights_file
+from sfdet.persons import torchvision_weights_file
 from sfdet.predict.pipeline import find_videos, shard_for_rank
 from sfdet.predict.render import H264Writer, Overlay, draw_overlay, track_colour
 from sfdet.predict.writers import KeyframePrediction, OutputPaths, PersonPrediction, PredictionWriter, read_jsonl

@@ -9,7 +9,8 @@ import torch
 from sfdet.data.clip_sampling import clip_offsets
 from sfdet.data.video import VideoReader, write_video
 from sfdet.errors import DataError
-from sfdet.predict.stream import DecodeReport, FrameRing, FrameStream, NearestFrameMatcher, decode_frames, every
+from sfdet.data.timing import DecodeReport
+from sfdet.predict.stream import FrameRing, FrameStream, decode_frames, every
 
 
 def _frames(n: int, height: int = 48, width: int = 64):
@@ -26,15 +27,6 @@ def video(tmp_path_factory):
     path = tmp_path_factory.mktemp("stream") / "clip.mp4"
     write_video(path, _frames(38), fps=15, keyframe_interval=10)  # 2.53 s
     return path
-
-
-def test_matcher_picks_the_nearest_frame_ties_to_the_earlier():
-    matcher = NearestFrameMatcher([0.0, 0.05, 0.1, 0.26, 0.5])
-    times = [0.0, 0.1, 0.2, 0.3]
-    decided = [pair for i, t in enumerate(times) for pair in matcher.add_frame(i, t)]
-    # 0.05 is a tie between frames 0 and 1: the earlier; 0.26 is nearer to 0.3 than to 0.2.
-    assert decided == [(0.0, 0), (0.05, 0), (0.1, 1), (0.26, 3)]
-    assert list(matcher.remaining()) == [0.5]
 
 
 @pytest.fixture(scope="module")

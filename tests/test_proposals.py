@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from sfdet.boxes import norm_to_abs
 from sfdet.cli import main
 from sfdet.data import ava
-from sfdet.data.toy import generate_toy_dataset
+from sfdet.toy import generate_toy_dataset
 from sfdet.detection.keyframes import boxes_by_key, data_config, read_split_keyframes
 from sfdet.detection.proposals import detections_to_rows, make_proposals, report_lines
-from sfdet.predict.detectors import PersonDetector
+from sfdet.persons import PersonDetector
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,7 @@ class GTEcho(PersonDetector):
         height, width = frame_rgb.shape[:2]
         boxes_norm = self.boxes.get((video_id, timestamp), np.zeros((0, 4), np.float32))
         scores = 0.9 - 0.1 * np.arange(len(boxes_norm))
-        return boxes_norm * np.array([width, height, width, height], np.float32), scores
+        return norm_to_abs(boxes_norm, width, height), scores
 
 
 def test_a_detector_that_finds_the_gt_has_recall_one(quick_toy):

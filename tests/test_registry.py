@@ -15,6 +15,7 @@ from sfdet.data.config import DataConfig
 from sfdet.errors import CheckpointError
 from sfdet.models import ModelConfig, build_model, registry
 from sfdet.models.checkpoint import load_checkpoint, save_sfdet_checkpoint
+from sfdet.models.recipe import ClipRecipe
 
 TINY = ModelConfig(arch="slow", depth=18, num_stages=2, stage_depths=[1, 1], width=8,
                    slow_temporal_kernels=[1, 3], fast_temporal_kernels=[3, 3], spatial_strides=[1, 1],
@@ -46,11 +47,11 @@ def test_reported_numbers():
     }
 
 
-def test_input_specs_of_the_published_models():
+def test_every_published_model_has_its_clip_recipe():
     # PySlowFast configs/AVA/c2/SLOWFAST_{32x2,64x2}_R101_50_50*.yaml: DATA.NUM_FRAMES / SAMPLING_RATE,
     # TEST_CROP_SIZE 256, DATA.MEAN/STD defaults; PyTorchVideo model zoo: SLOWFAST 8x8 (Fast 32 x 2),
     # SLOW 4x16; all trained on AVA's 30 fps frames with linspace Slow packing.
-    frames = {name: (m.input_spec()["num_frames"], m.input_spec()["sampling_rate"]) for name, m in registry.MODELS.items()}
+    frames = {name: (m.recipe.num_frames, m.recipe.sampling_rate) for name, m in registry.MODELS.items()}
     assert frames == {
         "slowfast_r50_detection": (32, 2),
         "slow_r50_detection": (4, 16),
@@ -59,11 +60,23 @@ def test_input_specs_of_the_published_models():
         "SLOWFAST_64x2_R101_50_50": (64, 2),
     }
     for entry in registry.MODELS.values():
-        spec = entry.input_spec()
-        assert {k: spec[k] for k in ("slow_sampling", "test_short_side", "mean", "std", "video_resample_fps")} == {
+        recipe = entry.recipe
+        assert isinstance(recipe, ClipRecipe)
+        cfg = entry.build_config()
+        assert recipe.alpha == (cfg.alpha if cfg.arch == "slowfast" else None)  # the model's own frame ratio
+        assert {k: v for k, v in recipe.to_dict().items() if k not in ("num_frames", "sampling_rate", "alpha")} == {
             "slow_sampling": "linspace", "test_short_side": 256, "mean": [0.45] * 3, "std": [0.225] * 3,
-            "video_resample_fps": 30.0}
-        DataConfig(**spec)  # every key is a valid DataConfig field
+            "video_resample_fps": 30.0, "time_offset": 0.0}
+        data = recipe.apply_to(DataConfig())  # every field is a valid DataConfig value
+        assert {k: getattr(data, k) for k in recipe.data_fields()} == recipe.data_fields()
+
+
+def test_recipe_defaults_are_the_data_config_defaults():
+    """A stored training config leaves out keys at their defaults: a recipe derived from it must agree."""
+    assert ClipRecipe.from_data({}, alpha=4).apply_to(DataConfig()) == DataConfig()
+    assert ClipRecipe.from_data(DataConfig(), alpha=None) == ClipRecipe(alpha=None)
+    with pytest.raises(ValueError, match="unknown clip recipe key 'num_frame'"):
+        ClipRecipe.from_dict({"num_frame": 8})
 
 
 def test_download_is_public_and_atomic(tmp_path):
@@ -97,7 +110,8 @@ def hub(tmp_path, monkeypatch):
     data = served.read_bytes()
     entry = registry.PublishedModel(
         name="tiny", url=served.as_uri(), format="sfdet",
-        model_config={k: v for k, v in vars(TINY).items()}, num_frames=4, sampling_rate=16, ava_version="2.2",
+        model_config={k: v for k, v in vars(TINY).items()}, recipe=registry.ava_recipe(4, 16, alpha=None),
+        ava_version="2.2",
         reported_map=0.0, pretrain="none", sha256=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
     monkeypatch.setitem(registry.MODELS, "tiny", entry)
     return Hub(entry, model, tmp_path / "torch_home" / "hub" / "checkpoints" / "TINY_DETECTION.pyth", served)
@@ -111,9 +125,9 @@ def test_download_goes_to_the_hub_cache_and_loads_by_name(hub):
 
     loaded, info = load_checkpoint("tiny", progress=False)
     assert info.registry_entry is entry and info.source == str(cached)
-    assert len(info.label_map) == 80 and info.input_hints == {
-        "num_frames": 4, "sampling_rate": 16, "slow_sampling": "linspace", "test_short_side": 256,
-        "mean": [0.45, 0.45, 0.45], "std": [0.225, 0.225, 0.225], "video_resample_fps": 30.0}
+    assert len(info.label_map) == 80 and info.recipe == entry.recipe == ClipRecipe(
+        num_frames=4, sampling_rate=16, alpha=None, slow_sampling="linspace", test_short_side=256,
+        mean=(0.45, 0.45, 0.45), std=(0.225, 0.225, 0.225), video_resample_fps=30.0)
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 
@@ -142,6 +156,19 @@ def test_damaged_cached_file_is_reported(hub, damage):
     with pytest.raises(CheckpointError, match=f"cached file {cached} of 'tiny' is damaged: .*{expected}.*"
                                               f"delete it to download it again"):
         registry.fetch("tiny", progress=False)
+
+
+def test_corrupt_cached_file_says_to_delete_it(hub, monkeypatch):
+    # An entry without a recorded size / sha256 cannot catch it before reading: the read error says what to do.
+    unchecked = registry.PublishedModel(**{**vars(hub.entry), "sha256": None, "size_bytes": None})
+    monkeypatch.setitem(registry.MODELS, "tiny", unchecked)
+    hub.cached.parent.mkdir(parents=True)
+    hub.cached.write_bytes(b"<html>503 Service Unavailable</html>")
+    with pytest.raises(CheckpointError) as exc:
+        load_checkpoint("tiny", progress=False)
+    message = str(exc.value)
+    assert message.startswith(f"{hub.cached}: not a checkpoint")
+    assert message.endswith("it is the cached download of 'tiny': delete it to download it again")
 
 
 def test_offline_error_names_url_and_path(hub, monkeypatch):

@@ -11,16 +11,12 @@ import pandas as pd
 import pytest
 
 from sfdet import cli
-from sfdet.data import ava, toy
-from sfdet.data.toy_render import HAND_RADIUS, figure_joints
+from sfdet.data import ava
 from sfdet.errors import ConfigError, DataError
+from sfdet.toy import generate as toy
+from sfdet.toy.render import HAND_RADIUS, figure_joints
 
 SMALL = {"quick": True, "seconds": 3, "videos_train": 1, "videos_val": 1}
-
-
-@pytest.fixture(scope="module")
-def quick_set(tmp_path_factory):
-    return toy.generate_toy_dataset(tmp_path_factory.mktemp("toy") / "quick", quick=True)
 
 
 def _annotation_bytes(root):
@@ -41,7 +37,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Layout and validity of the quick set
 
 
-def test_layout_is_the_agreed_one(quick_set):
+def test_layout_is_the_agreed_one(quick_toy):
     expected = {
         "videos/toy_train_000.mp4", "videos/toy_train_001.mp4", "videos/toy_val_000.mp4",
         "annotations/train.csv", "annotations/val.csv", "annotations/label_map.pbtxt",
@@ -49,13 +45,13 @@ def test_layout_is_the_agreed_one(quick_set):
         "annotations/train_predicted_boxes.csv", "annotations/val_predicted_boxes.csv",
         "frame_lists/train.csv", "frame_lists/val.csv", "meta.json",
     }
-    assert {p.relative_to(quick_set).as_posix() for p in quick_set.rglob("*") if p.is_file()} == expected
+    assert {p.relative_to(quick_toy).as_posix() for p in quick_toy.rglob("*") if p.is_file()} == expected
 
 
-def test_videos_decode_at_declared_size_fps_and_length(quick_set):
-    meta = json.loads((quick_set / "meta.json").read_text())
+def test_videos_decode_at_declared_size_fps_and_length(quick_toy):
+    meta = json.loads((quick_toy / "meta.json").read_text())
     assert (meta["width"], meta["height"], meta["fps"], meta["seconds"]) == (320, 180, 15.0, 8)
-    for path in sorted((quick_set / "videos").glob("*.mp4")):
+    for path in sorted((quick_toy / "videos").glob("*.mp4")):
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             assert stream.codec_context.name == {"libx264": "h264", "mpeg4": "mpeg4"}[meta["codec"]]
@@ -67,12 +63,12 @@ def test_videos_decode_at_declared_size_fps_and_length(quick_set):
         np.testing.assert_allclose(times - times[0], np.arange(len(frames)) / 15, atol=1e-6)
 
 
-def test_gt_rows_are_valid_and_read_back(quick_set):
-    label_map = ava.read_label_map(quick_set / "annotations/label_map.pbtxt")
+def test_gt_rows_are_valid_and_read_back(quick_toy):
+    label_map = ava.read_label_map(quick_toy / "annotations/label_map.pbtxt")
     assert label_map == {c.id: c.name for c in toy.CLASSES}
     pose_ids = {c.id for c in toy.CLASSES if c.kind == "pose"}
     for split, n_videos in (("train", 2), ("val", 1)):
-        gt = ava.read_gt_csv(quick_set / f"annotations/{split}.csv", label_map=label_map)
+        gt = ava.read_gt_csv(quick_toy / f"annotations/{split}.csv", label_map=label_map)
         assert len(gt) > 0 and set(gt["action_id"]) <= set(label_map)
         boxes = gt[["x1", "y1", "x2", "y2"]].to_numpy()
         assert ((boxes >= 0) & (boxes <= 1)).all()
@@ -84,17 +80,17 @@ def test_gt_rows_are_valid_and_read_back(quick_set):
         assert (pose_counts == 1).all()
         assert (per_person[["x1", "y1", "x2", "y2"]].nunique() == 1).all().all()  # one box per person
 
-        ava.read_exclusions(quick_set / f"annotations/{split}_excluded_timestamps.csv")
-        ava.read_proposals(quick_set / f"annotations/{split}_predicted_boxes.csv")
-        frame_list = ava.read_frame_lists(quick_set / f"frame_lists/{split}.csv")
+        ava.read_exclusions(quick_toy / f"annotations/{split}_excluded_timestamps.csv")
+        ava.read_proposals(quick_toy / f"annotations/{split}_predicted_boxes.csv")
+        frame_list = ava.read_frame_lists(quick_toy / f"frame_lists/{split}.csv")
         assert len(frame_list) == n_videos * 8 * 15
         first = frame_list.iloc[0]
         assert (first["video_id"], first["frame_id"]) == (0, 0)
         assert first["path"] == f"toy_{split}_000/toy_{split}_000_000001.jpg"
 
 
-def test_meta_describes_classes_and_aliased_pairs(quick_set):
-    meta = json.loads((quick_set / "meta.json").read_text())
+def test_meta_describes_classes_and_aliased_pairs(quick_toy):
+    meta = json.loads((quick_toy / "meta.json").read_text())
     assert [c["name"] for c in meta["classes"]] == [c.name for c in toy.CLASSES]
     assert all(c["description"] for c in meta["classes"])
     assert {tuple(p["classes"]) for p in meta["aliased_pairs"]} == {(6, 7), (8, 9)}
@@ -105,9 +101,9 @@ def test_meta_describes_classes_and_aliased_pairs(quick_set):
     assert meta["clip"]["slow_pathway_hz"] == 1.875
 
 
-def test_proposals_are_imperfect_but_recall_is_high(quick_set):
-    gt = pd.concat([ava.read_gt_csv(quick_set / f"annotations/{s}.csv") for s in toy.SPLITS])
-    props = pd.concat([ava.read_proposals(quick_set / f"annotations/{s}_predicted_boxes.csv") for s in toy.SPLITS])
+def test_proposals_are_imperfect_but_recall_is_high(quick_toy):
+    gt = pd.concat([ava.read_gt_csv(quick_toy / f"annotations/{s}.csv") for s in toy.SPLITS])
+    props = pd.concat([ava.read_proposals(quick_toy / f"annotations/{s}_predicted_boxes.csv") for s in toy.SPLITS])
     people = gt.drop_duplicates(["video_id", "timestamp", "person_id"])
     found, false_positives = 0, 0
     for key, persons in people.groupby(["video_id", "timestamp"]):

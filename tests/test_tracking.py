@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sfdet.predict.tracking import IouTracker, box_iou_xyxy
+from sfdet.boxes import box_iou
+from sfdet.predict.tracking import IouTracker
 
 
 def test_box_iou_exact_values():
     a = np.array([[0, 0, 10, 10], [0, 0, 2, 2]])
     b = np.array([[5, 0, 15, 10], [20, 20, 30, 30], [0, 0, 10, 10]])
-    iou = box_iou_xyxy(a, b)
+    iou = box_iou(a, b)
     np.testing.assert_allclose(iou[0], [50 / 150, 0.0, 1.0])
     np.testing.assert_allclose(iou[1], [0.0, 0.0, 4 / 100])
-    assert box_iou_xyxy(np.zeros((0, 4)), b).shape == (0, 3)
+    assert box_iou(np.zeros((0, 4)), b).shape == (0, 3)
 
 
 def test_ids_follow_boxes_when_order_changes():

@@ -43,7 +43,7 @@ TIMING_KEYS = {"clips_per_s"}
 
 @pytest.fixture(scope="module")
 def toy_root(tmp_path_factory) -> Path:
-    from sfdet.data.toy import generate_toy_dataset
+    from sfdet.toy import generate_toy_dataset
 
     return generate_toy_dataset(tmp_path_factory.mktemp("toy") / "data", quick=True)
 
@@ -137,7 +137,13 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(toy_root, tmp_path):
     model, info = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert info.format == "sfdet" and len(info.label_map) == model.cfg.num_classes == 10
     assert (run_dir / "checkpoints" / "best.pt").is_file() and (run_dir / "config.yaml").is_file()
-    assert load_config(run_dir / "config.yaml").model.num_classes == 10  # the resolved config is kept
+    resolved = load_config(run_dir / "config.yaml")
+    assert resolved.model.num_classes == 10  # the resolved config is kept
+    # ... and the clip recipe `sfdet predict` cuts its clips by: the data section's clip fields, the model's alpha.
+    from sfdet.models.recipe import ClipRecipe
+
+    assert got["recipe"] == info.recipe.to_dict()
+    assert info.recipe == ClipRecipe.from_data(resolved.data, resolved.model.alpha)
 
 
 # --------------------------------------------------------------------------------------------------

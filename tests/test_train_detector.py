@@ -1,6 +1,9 @@
-"""`sfdet train-detector`: checkpoint round trip, person AP on hand-made cases, errors, and (slow) the toy AP."""
+"""`sfdet train-detector`: checkpoint round trip, person AP on hand-made cases, errors, `sfdet predict` with
+the detector.pt it writes, and (slow) the toy AP."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,11 +11,15 @@ import pytest
 import torch
 
 from sfdet.cli import main
-from sfdet.data.toy import generate_toy_dataset
-from sfdet.detection import load_detector
+from sfdet.data.ava import read_label_map, read_predictions_csv
+from sfdet.predict.writers import read_jsonl
+from sfdet.toy import generate_toy_dataset
 from sfdet.detection.keyframes import Keyframe, SplitKeyframes, person_boxes
-from sfdet.detection.models import CHECKPOINT_FORMAT, TINY_ARCH, read_checkpoint
 from sfdet.detection.train_detector import flip_horizontally, person_ap
+from sfdet.persons import CHECKPOINT_FORMAT, TINY_ARCH, TrainedDetector, build_person_detector, read_detector_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+TOY_CONFIG = REPO / "configs/toy/slowfast_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -31,19 +38,19 @@ def trained(quick_toy, tmp_path_factory):
 
 
 def test_train_detector_writes_a_loadable_self_describing_checkpoint(trained, quick_toy, capsys):
-    checkpoint = read_checkpoint(trained)
+    checkpoint = read_detector_checkpoint(trained)
     assert checkpoint["format"] == CHECKPOINT_FORMAT
     assert checkpoint["arch"] == TINY_ARCH
     assert checkpoint["input_size"] == [180, 320]  # the toy's native 320x180
     assert checkpoint["info"]["iterations"] == 3
     assert 0.0 <= checkpoint["info"]["person_ap50_val"] <= 1.0
 
-    detector = load_detector(trained, score_threshold=0.0)
+    detector = build_person_detector(trained, score_threshold=0.0)
     frame = np.zeros((180, 320, 3), np.uint8)
     boxes, scores = detector(frame)
     assert boxes.dtype == np.float32 and boxes.shape == (len(scores), 4)
     assert (scores >= 0).all()
-    assert load_detector(trained).score_threshold == checkpoint["score_threshold"]
+    assert build_person_detector(trained).score_threshold == checkpoint["score_threshold"]
 
 
 def test_train_detector_prints_the_val_person_ap(quick_toy, tmp_path, capsys):
@@ -128,9 +135,9 @@ def test_fine_tunes_a_torchvision_detector_from_its_weights(quick_toy, tmp_path)
     out = tmp_path / "ft.pt"
     assert main(["train-detector", str(quick_toy), "--arch", arch, "--weights", str(weights), "--out", str(out),
                  "--max-iters", "1", "--batch-size", "1", "--no-eval", "--no-progress"]) == 0
-    checkpoint = read_checkpoint(out)
+    checkpoint = read_detector_checkpoint(out)
     assert checkpoint["arch"] == arch and checkpoint["arch_params"] == {"num_classes": 91}
-    boxes, scores = load_detector(out, score_threshold=0.0)(np.zeros((180, 320, 3), np.uint8))
+    boxes, scores = build_person_detector(out, score_threshold=0.0)(np.zeros((180, 320, 3), np.uint8))
     assert boxes.shape == (len(scores), 4)
 
 
@@ -154,11 +161,58 @@ def test_a_file_that_is_not_a_detector_checkpoint_is_refused(tmp_path):
     from sfdet.errors import CheckpointError
 
     (tmp_path / "junk.pt").write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pt: not a readable torch file"):
-        load_detector(tmp_path / "junk.pt")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable detector checkpoint"):
+        TrainedDetector(tmp_path / "junk.pt")
     torch.save({"model": {}}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an sfdet detector checkpoint"):
-        load_detector(tmp_path / "other.pt")
+        TrainedDetector(tmp_path / "other.pt")
+
+
+@pytest.fixture(scope="module")
+def action_model(quick_toy, tmp_path_factory):
+    """A random-init toy action model in sfdet's checkpoint format (with the quick toy set's label map)."""
+    from sfdet.config import load_config
+    from sfdet.models import build_model
+    from sfdet.models.checkpoint import save_sfdet_checkpoint
+
+    cfg = load_config(TOY_CONFIG, [f"data.root={quick_toy}"])
+    label_map = read_label_map(quick_toy / "annotations/label_map.pbtxt")
+    cfg.model.num_classes = len(label_map)
+    torch.manual_seed(0)
+    return save_sfdet_checkpoint(tmp_path_factory.mktemp("model") / "model.pt", build_model(cfg.model).eval(),
+                                 label_map)
+
+
+def test_predict_runs_with_the_detector_pt_train_detector_writes(quick_toy, trained, action_model, tmp_path):
+    """`sfdet predict VIDEO --detector detector.pt`: the file of `sfdet train-detector` is a person detector."""
+    out = tmp_path / "out"
+    assert main(["predict", str(quick_toy / "videos/toy_val_000.mp4"), "--weights", str(action_model),
+                 "--config", str(TOY_CONFIG), "--detector", str(trained),
+                 "--detector-threshold", "0", "--timestamps", "2,5", "--out", str(out), "--device", "cpu",
+                 "--precision", "fp32", "--batch-size", "2", "--no-progress"]) == 0
+    records = read_jsonl(out / "toy_val_000.jsonl")
+    header = records[0]
+    assert header["detector"]["name"] == f"sfdet:{trained.name}" and header["detector"]["score_threshold"] == 0.0
+    keyframes = [r for r in records if r["type"] == "keyframe"]
+    assert [k["timestamp"] for k in keyframes] == [2.0, 5.0] and records[-1]["type"] == "end"
+    predictions = read_predictions_csv(out / "toy_val_000.csv")
+    persons = sum(len(k["persons"]) for k in keyframes)
+    assert persons > 0  # every box the briefly trained detector outputs is kept (threshold 0)
+    assert len(predictions) == persons * len(read_label_map(quick_toy / "annotations/label_map.pbtxt"))
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("{tmp}/missing.pt", "detector checkpoint not found: {tmp}/missing.pt"),
+    ("{tmp}/junk.pt", "junk.pt: not a readable detector checkpoint"),
+])
+def test_predict_with_a_bad_detector_path_is_one_line(spec, message, quick_toy, action_model, tmp_path, capsys):
+    (tmp_path / "junk.pt").write_text("not a checkpoint")
+    assert main(["predict", str(quick_toy / "videos/toy_val_000.mp4"), "--weights", str(action_model),
+                 "--config", str(TOY_CONFIG), "--detector", spec.format(tmp=tmp_path),
+                 "--out", str(tmp_path / "out"), "--device", "cpu", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sfdet predict: error: ") and message.format(tmp=tmp_path) in err and "\n" not in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
@@ -167,5 +221,5 @@ def test_default_toy_dataset_reaches_person_ap_090(tmp_path, capsys):
     root = generate_toy_dataset(tmp_path / "toy")
     out = tmp_path / "detector.pt"
     assert main(["train-detector", str(root), "--out", str(out), "--device", "cpu", "--no-progress"]) == 0
-    ap = read_checkpoint(out)["info"]["person_ap50_val"]
+    ap = read_detector_checkpoint(out)["info"]["person_ap50_val"]
     assert ap >= 0.90, f"val person AP@0.5 = {ap:.4f}"

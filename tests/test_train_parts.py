@@ -12,13 +12,14 @@ import pytest
 import torch
 from torch import nn
 
-from sfdet.config import from_dict
-from sfdet.engine.checkpointing import atomic_save, capture_rng_state, load_training_checkpoint, restore_rng_state
+from sfdet.engine.checkpointing import capture_rng_state, load_training_checkpoint, restore_rng_state
 from sfdet.engine.config import TrainConfig
 from sfdet.engine.data_order import EpochBatchSampler, SeededSamples, shard_indices, unshard
 from sfdet.engine.metrics_log import MetricsLog, read_metrics
 from sfdet.engine.solver import LRSchedule, build_optimizer, build_scheduler
 from sfdet.errors import CheckpointError, ConfigError
+from sfdet.fileio import atomic_save
+from sfdet.typed_config import from_dict
 
 
 def test_pyslowfast_recipe_schedule_values():
@@ -212,12 +213,12 @@ def test_plot_writes_png_and_reports_missing_log(tmp_path, capsys):
 
 
 def test_auto_precision_is_bf16_only_where_its_kernels_are_fast(monkeypatch):
-    from sfdet.engine.precision import resolve_precision
-    from sfdet.models import inference
+    from sfdet import devices
+    from sfdet.devices import resolve_precision
 
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
     for fast in (True, False):
-        monkeypatch.setattr(inference, "fast_low_precision_available", lambda device, fast=fast: fast)
+        monkeypatch.setattr(devices, "fast_low_precision_available", lambda device, fast=fast: fast)
         assert resolve_precision("auto", cpu) == ("bf16" if fast else "fp32")
     assert from_dict(TrainConfig, {"precision": "auto"}).precision == "auto"

@@ -1,7 +1,11 @@
 """`sfdet convert IN OUT`: any supported checkpoint (or a registered model) -> sfdet's own format.
 
-The output stores the architecture and the label map with the weights, so
-`sfdet.models.load_checkpoint(OUT)` rebuilds the exact model from the file alone.
+The output stores the architecture, the label map and the clip recipe with the
+weights, so `sfdet.models.load_checkpoint(OUT)` rebuilds the exact model from the
+file alone and `sfdet predict --weights OUT` cuts its clips without --config.
+The recipe comes from `--config` (its `data:` section), else from the input (its
+own, or its registry entry's), else from the registry model whose architecture a
+PyTorchVideo / PySlowFast file has; otherwise none is stored.
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ from pathlib import Path
 
 from sfdet.errors import CheckpointError
 from sfdet.models import registry
-from sfdet.models.checkpoint import FORMATS, load_checkpoint, save_sfdet_checkpoint
+from sfdet.models.checkpoint import FORMATS, known_recipe, load_checkpoint, model_alpha, save_sfdet_checkpoint
+from sfdet.models.recipe import ClipRecipe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     arch = parser.add_mutually_exclusive_group()
     arch.add_argument("--arch", metavar="NAME", help="use the architecture of this registered model "
                                                      "(default: inferred from the tensor shapes)")
-    arch.add_argument("--config", metavar="YAML", help="sfdet config whose `model:` section is the architecture")
+    arch.add_argument("--config", metavar="YAML", help="sfdet config whose `model:` section is the architecture "
+                                                       "and whose `data:` section says how clips are made")
     parser.add_argument("--label-map", metavar="PBTXT", help="class names to store (default: the file's own, or "
                                                              "the 80 AVA v2.2 classes for an 80-class model)")
     parser.add_argument("--non-strict", action="store_true",
@@ -31,13 +37,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = None
+    cfg = recipe = None
     if args.arch:
         cfg = registry.get(args.arch).build_config()
     elif args.config:
         from sfdet.config import load_config
 
-        cfg = load_config(args.config).model
+        config = load_config(args.config)
+        cfg = config.model
+        recipe = ClipRecipe.from_data(config.data, model_alpha(cfg))
     label_map = None
     if args.label_map:
         from sfdet.data.ava import read_label_map
@@ -54,14 +62,19 @@ def run(args: argparse.Namespace) -> int:
         info.label_map = registry.bundled_label_map()
         label_note = f" (assumed: {registry.AVA_80_CLASSES})"
 
+    recipe, recipe_origin = (recipe, f"from {args.config}") if recipe is not None else known_recipe(info, args.input)
     origin = info.registry_entry.url if info.registry_entry is not None else str(args.input)
-    save_sfdet_checkpoint(out, model, info.label_map, source=f"{info.format}:{origin}", input=info.input_hints)
+    save_sfdet_checkpoint(out, model, info.label_map, source=f"{info.format}:{origin}", recipe=recipe)
     cfg = info.model_config
     print(f"read    {info.source} ({info.format})")
     print(f"model   {'SlowFast' if cfg.arch == 'slowfast' else 'Slow'} R{cfg.depth}, blocks {cfg.blocks_per_stage}"
           f"{f', non-local res4 {cfg.nonlocal_res4}' if cfg.nonlocal_res4 else ''}, {cfg.num_classes} classes")
     labels = f"{len(info.label_map)} names{label_note}" if info.label_map else "none (pass --label-map PBTXT)"
     print(f"labels  {labels}")
+    if recipe is not None:
+        print(f"recipe  {recipe.describe()} ({recipe_origin}; --config YAML sets another)")
+    else:
+        print(f"recipe  none stored ({recipe_origin}; sfdet predict will need --config YAML)")
     if not info.fits_exactly:
         print(f"skipped {info.skipped_summary()}")
     print(f"wrote   {out}")

@@ -15,8 +15,9 @@ import torch
 
 from sfdet.errors import ConfigError
 from sfdet.models import build_model, registry
-from sfdet.models.checkpoint import CheckpointInfo, load_checkpoint
+from sfdet.models.checkpoint import CheckpointInfo, known_recipe, load_checkpoint
 from sfdet.models.config import ModelConfig
+from sfdet.models.recipe import ClipRecipe
 
 DEFAULT_HEIGHT, DEFAULT_WIDTH = 256, 320  # AVA test short side 256, a 4:3 frame
 
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         entry = registry.get(name)
         cfg = entry.build_config()
         cached = registry.cache_path(entry)
-        hints = {"num_frames": entry.num_frames, "sampling_rate": entry.sampling_rate}
+        recipe, origin = entry.recipe, "of the registry entry"
         rows = [("model", f"{entry.name} (registry, {entry.format} format)"),
                 ("weights", f"{entry.url}\n{'':13}{'cached at' if cached.is_file() else 'downloads to'} {cached}"),
                 ("reported", f"val frame-mAP {entry.reported_map} on AVA v{entry.ava_version}, "
@@ -69,20 +70,13 @@ def run(args: argparse.Namespace) -> int:
                 ("labels", f"{len(entry.label_map())} classes ({entry.label_map_file})")]
     else:
         _, info = load_checkpoint(name, strict=not args.non_strict, progress=False)
-        cfg, hints = info.model_config, info.input_hints
+        cfg = info.model_config
+        recipe, origin = known_recipe(info, name)
         rows = [("model", f"{info.source} ({info.format} format)"), ("weights", _weights_line(info)),
                 ("labels", f"{len(info.label_map)} classes" if info.label_map else "none stored")]
 
-    frames = hints.get("num_frames") or (32 if cfg.arch == "slowfast" else 8)
-    if cfg.arch == "slowfast":
-        expected = f"slow {max(frames // cfg.alpha, 1)} frames + fast {frames} frames"
-    else:
-        expected = f"{frames} frames"
-    if hints.get("sampling_rate"):
-        rate = hints["sampling_rate"]
-        expected += f" at stride {rate} ({frames * rate} raw frames, {frames * rate / 30:.1f} s at 30 fps)"
-    mean, std = registry.INPUT_MEAN[0], registry.INPUT_STD[0]
-    expected += f"; RGB in [0,1], mean {mean}, std {std}; test short side {registry.TEST_SHORT_SIDE}"
+    expected = _input_line(cfg, recipe)
+    frames = recipe.num_frames if recipe is not None else (32 if cfg.arch == "slowfast" else 8)
 
     size = args.input_size or [frames, DEFAULT_HEIGHT, DEFAULT_WIDTH]
     if min(size) < 1:
@@ -94,11 +88,28 @@ def run(args: argparse.Namespace) -> int:
         boxes = [torch.tensor([[0.0, 0.0, float(w - 1), float(h - 1)]])]
     gflops = count_flops(model, inputs, boxes)
     rows += [("parameters", f"{count_parameters(model):,}"), ("input", expected),
+             ("recipe", f"{recipe.describe()} ({origin})" if recipe is not None
+              else f"none ({origin}; sfdet predict needs --config YAML)"),
              ("GFLOPs", f"{gflops:.4g} (multiply-adds, as PySlowFast/fvcore) for a {t}x{h}x{w} clip and one box")]
     rows += [("architecture" if i == 0 else "", line) for i, line in enumerate(_architecture_lines(cfg))]
     for key, value in rows:
         print(f"{key:<12} {value}")
     return 0
+
+
+def _input_line(cfg: ModelConfig, recipe: ClipRecipe | None) -> str:
+    """What one clip holds: frames per pathway, stride, pixel normalisation, short side."""
+    frames = recipe.num_frames if recipe is not None else (32 if cfg.arch == "slowfast" else 8)
+    if cfg.arch == "slowfast":
+        expected = f"slow {max(frames // cfg.alpha, 1)} frames + fast {frames} frames"
+    else:
+        expected = f"{frames} frames"
+    if recipe is None:
+        return expected + " (assumed: the file does not say)"
+    rate, fps = recipe.sampling_rate, recipe.video_resample_fps or 30.0
+    expected += f" at stride {rate} ({frames * rate} raw frames, {frames * rate / fps:.1f} s at {fps:g} fps)"
+    mean, std = (f"{v[0]:g}" if len(set(v)) == 1 else str(list(v)) for v in (recipe.mean, recipe.std))
+    return expected + f"; RGB in [0,1], mean {mean}, std {std}; test short side {recipe.test_short_side}"
 
 
 def _weights_line(info: CheckpointInfo) -> str:

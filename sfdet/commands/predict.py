@@ -32,11 +32,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(default: from an sfdet checkpoint, or the registry)")
     models.add_argument("--label-map", default=None, help="label map .pbtxt (default: the checkpoint's)")
     models.add_argument("--detector", default=None,
-                        help="person detector: a torchvision detection model name "
-                             "(default fasterrcnn_resnet50_fpn_v2), torchvision:NAME or detectron2:CONFIG")
+                        help="person detector: a detector.pt from `sfdet train-detector`, a torchvision detection "
+                             "model name (default fasterrcnn_resnet50_fpn_v2), torchvision:NAME or detectron2:CONFIG")
     models.add_argument("--detector-weights", default="DEFAULT",
-                        help="detector weights file (default: the torchvision COCO weights from the torch hub cache)")
-    models.add_argument("--detector-threshold", type=float, default=0.8, help="keep person boxes scoring >= this")
+                        help="weights of a named detector (default: the torchvision COCO weights from the torch hub "
+                             "cache)")
+    models.add_argument("--detector-threshold", type=float, default=None,
+                        help="keep person boxes scoring >= this (default 0.8; a detector.pt: the threshold stored in it)")
     models.add_argument("--boxes", default=None,
                         help="precomputed person boxes instead of a detector: AVA-layout CSV or MMAction2 pickle")
     keyframes = parser.add_argument_group("keyframes")
@@ -52,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                      help="action model precision (default auto: bf16 on CUDA GPUs with bf16 and on CPUs with "
                           "AMX / AVX512-BF16, fp32 elsewhere; fp32 gives exact scores)")
+    run.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                     help="run the action model on torch (default) or ONNX Runtime (--weights: an `sfdet export` "
+                          ".onnx file, or any weights, exported on the fly; CPU provider, or TensorRT / CUDA "
+                          "providers with --device cuda; needs pip install 'sfdet[onnx]')")
     run.add_argument("--resume", action="store_true", help="skip videos whose outputs are complete")
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--min-score", type=float, default=0.0,
@@ -66,8 +72,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfdet.predict.actions import default_batch_size, load_action_predictor, pick_device
-    from sfdet.predict.detectors import build_detector
+    from sfdet.devices import pick_device
+    from sfdet.persons import build_person_detector
+    from sfdet.predict.actions import default_batch_size, load_action_predictor
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
     device = pick_device(args.device)
@@ -83,8 +90,9 @@ def run(args: argparse.Namespace) -> int:
         track_max_age=args.track_max_age,
         progress=not args.no_progress,
     )
-    predictor = load_action_predictor(args.weights, device, args.precision, args.config, label_map_path=args.label_map)
-    detector = build_detector(args.detector, args.detector_weights, args.detector_threshold, device, args.boxes)
+    predictor = load_action_predictor(args.weights, device, args.precision, args.config, label_map_path=args.label_map,
+                                      backend=args.backend)
+    detector = build_person_detector(args.detector, args.detector_weights, args.detector_threshold, device, args.boxes)
     results = predict_videos(args.inputs, predictor, detector, options, out_dir=args.out, resume=args.resume)
     done = [r for r in results if r.error is None and not r.skipped]
     skipped = [r for r in results if r.skipped]

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from sfdet.detection.data_args import add_data_arguments
 from sfdet.errors import ConfigError
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    """`DATA` / `--config` / `data.key=value`, shared with `sfdet train-detector`."""
-    parser.add_argument("items", nargs="*", metavar="DATA | key=value",
-                        help="dataset root laid out like `sfdet toy-data`'s (sets data.root) and/or dotted "
-                             "overrides such as data.source=frames")
-    parser.add_argument("--config", help="YAML config with a `data:` section (e.g. configs/toy/data.yaml)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +31,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sfdet.data import ava
     from sfdet.detection.keyframes import data_config
-    from sfdet.detection.proposals import make_proposals, report_lines, resolve_detector
-    from sfdet.predict.actions import pick_device
+    from sfdet.detection.proposals import make_proposals, report_lines
+    from sfdet.devices import pick_device
+    from sfdet.persons import build_person_detector
 
     if not 0.0 <= args.score_thresh <= 1.0:
         raise ConfigError(f"--score-thresh must be in [0, 1], got {args.score_thresh}")
     cfg = data_config(args.items, args.config)
-    detector = resolve_detector(args.detector, args.detector_weights, args.score_thresh, pick_device(args.device))
+    detector = build_person_detector(args.detector, args.detector_weights, args.score_thresh, pick_device(args.device))
     result = make_proposals(cfg, args.split, detector, progress=not args.no_progress)
     ava.write_proposals_csv(args.out, result.proposals)
     written = [args.out]

@@ -1,4 +1,4 @@
-"""`sfdet toy-data`: generate the synthetic AVA-format dataset (see `sfdet.data.toy`)."""
+"""`sfdet toy-data`: generate the synthetic AVA-format dataset (see `sfdet.toy`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import json
 import time
 
-from sfdet.data.toy import DEFAULTS
+from sfdet.toy import DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfdet.data.toy import generate_toy_dataset
+    from sfdet.toy import generate_toy_dataset
 
     start = time.perf_counter()
     out_dir = generate_toy_dataset(

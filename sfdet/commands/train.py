@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from sfdet.config import load_config, parse_overrides, read_yaml
+from sfdet.config import load_config
+from sfdet.typed_config import parse_overrides, read_yaml
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -2,14 +2,15 @@
 
 From a torchvision COCO detector (`--arch NAME --weights FILE`) or, with no weights, a small
 Faster R-CNN from scratch. Prints the val person AP@0.5 (VOC all-points) and writes a
-self-describing checkpoint usable by `sfdet proposals --detector detector.pt`.
+self-describing checkpoint usable by `sfdet proposals --detector detector.pt` and
+`sfdet predict --detector detector.pt`.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from sfdet.commands.proposals import add_data_arguments
+from sfdet.detection.data_args import add_data_arguments
 from sfdet.errors import ConfigError
 
 
@@ -42,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sfdet.detection.keyframes import data_config
     from sfdet.detection.train_detector import DetectorTrainOptions, train_detector
-    from sfdet.predict.actions import pick_device
+    from sfdet.devices import pick_device
 
     for name in ("epochs", "batch_size", "lr", "max_iters", "min_size"):
         value = getattr(args, name)
@@ -58,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
     if result.person_ap is not None:
         print(f"val person AP@0.5 (VOC all-points): {result.person_ap:.4f} on {result.val_keyframes} keyframes")
     print(f"wrote {result.out_path} ({result.iterations} iterations on {result.train_keyframes} keyframes, "
-          f"{result.seconds:.0f} s); use it with `sfdet proposals DATA --detector {result.out_path}`")
+          f"{result.seconds:.0f} s); use it with `sfdet proposals DATA --detector {result.out_path}` "
+          f"or `sfdet predict VIDEO --detector {result.out_path}`")
     return 0

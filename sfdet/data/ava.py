@@ -94,6 +94,8 @@ _Check = tuple[np.ndarray, Callable[[pd.Series], str]]
 
 def _check_path(path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not a file")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     return path
@@ -286,11 +288,17 @@ def _box_checks(table: pd.DataFrame) -> list[_Check]:
     finite = np.isfinite(boxes).all(axis=1)
     inside = finite & (boxes >= -BOX_TOLERANCE).all(axis=1) & (boxes <= 1 + BOX_TOLERANCE).all(axis=1)
     return [
-        (~finite, lambda r: f"box {describe(r)} is not finite"),
+        (~finite, lambda r: f"box {describe(r)}: {_not_finite_names(r)} not a number (NaN or inf)"),
         (~inside, lambda r: f"box {describe(r)} is outside [0,1] (boxes must be normalised x1,y1,x2,y2)"),
         (boxes[:, 0] >= boxes[:, 2], lambda r: f"box {describe(r)} has x1 >= x2"),
         (boxes[:, 1] >= boxes[:, 3], lambda r: f"box {describe(r)} has y1 >= y2"),
     ]
+
+
+def _not_finite_names(row: pd.Series) -> str:
+    """`x1 is` / `x1 and y2 are`: the box coordinates of `row` that are NaN or infinite."""
+    names = [c for c in BOX_COLUMNS if not np.isfinite(float(row[c]))]
+    return (" and ".join(names)) + (" is" if len(names) == 1 else " are")
 
 
 def _timestamp_checks(table: pd.DataFrame) -> list[_Check]:
@@ -518,6 +526,17 @@ def read_frame_lists(path, skip_bad_rows: bool = False) -> pd.DataFrame:
 # Writers
 
 
+def csv_field(text: str) -> str:
+    """One CSV field as the readers here (and pandas, and Python's csv module) read it back.
+
+    Quoted, with inner quotes doubled, when it holds a comma, a quote or a line break (csv.QUOTE_MINIMAL):
+    a video named `clip, take 2` is written `"clip, take 2"`.
+    """
+    if any(c in text for c in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
 def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in table.columns]
     if missing:
@@ -607,7 +626,7 @@ def write_label_map(path, label_map: Mapping[int, str], form: str = "item",
 
 
 __all__ = [
-    "BOX_TOLERANCE", "DataWarning", "format_timestamp", "make_key",
+    "BOX_TOLERANCE", "DataWarning", "csv_field", "format_timestamp", "make_key",
     "read_label_map", "read_gt_csv", "read_predictions_csv", "read_exclusions", "read_proposals", "read_frame_lists",
     "write_label_map", "write_gt_csv", "write_predictions_csv", "write_exclusions", "write_proposals_csv",
     "write_proposals_pkl", "write_frame_lists",

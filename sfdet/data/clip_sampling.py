@@ -1,24 +1,18 @@
 """Which frames make the clip of a keyframe, and how the Slow pathway is taken from the Fast one.
 
 A clip is `num_frames` frames, `sampling_rate` raw frames apart, around the centre frame
-(the frame nearest to the keyframe time), as PySlowFast's `get_sequence` takes them:
-offsets `-L//2, -L//2 + sampling_rate, ...` with `L = num_frames * sampling_rate`, so the
-centre frame is Fast frame `num_frames // 2`. Offsets that fall before the first or after
-the last frame repeat the edge frame (clamping). Both pixel sources (`video.py`,
-`frames.py`) use these offsets, so a video and the frames extracted from it give one clip.
+(the frame nearest to the keyframe time, as `sfdet.data.timing` decides), as PySlowFast's
+`get_sequence` takes them: offsets `-L//2, -L//2 + sampling_rate, ...` with
+`L = num_frames * sampling_rate`, so the centre frame is Fast frame `num_frames // 2`. Offsets
+that fall before the first or after the last frame repeat the edge frame (clamping). Both
+pixel sources (`video.py`, `frames.py`) use these offsets, so a video and the frames extracted from it give one clip.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
-
-from sfdet.errors import DataError
-
-# A keyframe may lie this many frame periods past the last frame (the last frame is still shown).
-END_TOLERANCE_FRAMES = 1.0
 
 
 def clip_offsets(num_frames: int, sampling_rate: int) -> list[int]:
@@ -31,27 +25,9 @@ def clip_offsets(num_frames: int, sampling_rate: int) -> list[int]:
     return [-half + k * sampling_rate for k in range(num_frames)]
 
 
-def centre_index(t: float, fps: float) -> int:
-    """Index of the frame nearest to time `t` when frame `i` is shown at `i / fps` (ties: the earlier)."""
-    return math.ceil(t * fps - 0.5 - 1e-9)
-
-
 def clamped_indices(centre: int, offsets: Sequence[int], num_available: int) -> list[int]:
     """`centre + offsets`, with indices outside `[0, num_available)` repeating the edge frame."""
     return [min(max(centre + o, 0), num_available - 1) for o in offsets]
-
-
-def check_keyframe_time(t: float, last_frame_time: float, frame_period: float, where: str) -> None:
-    """A keyframe must fall inside the video; anything else means a wrong `data.time_offset` or a cut video."""
-    if t < -0.5 * frame_period:
-        raise DataError(
-            f"{where}: keyframe at video time {t:.3f} s is before the first frame; check data.time_offset"
-        )
-    if t > last_frame_time + END_TOLERANCE_FRAMES * frame_period:
-        raise DataError(
-            f"{where}: keyframe at video time {t:.3f} s is after the last readable frame ({last_frame_time:.3f} s): "
-            "the video is shorter than its annotations (truncated file, or wrong data.time_offset)"
-        )
 
 
 def slow_indices(num_fast: int, alpha: int, mode: str = "stride") -> torch.Tensor:

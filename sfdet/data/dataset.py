@@ -30,10 +30,9 @@ from tqdm import tqdm
 from sfdet.data import ava
 from sfdet.data.clip_sampling import clip_offsets, pack_pathways
 from sfdet.data.config import DataConfig
-from sfdet.data.frames import FrameFolder
 from sfdet.data.labels import KeyframeBoxes, detection_boxes, flip_label_columns, training_targets
 from sfdet.data.transforms import ClipTransform
-from sfdet.data.video import DecodedVideo, VideoReader
+from sfdet.data.video import DecodedVideo, VideoReader, open_clip_source
 from sfdet.errors import ConfigError, DataError
 
 MAX_OPEN_SOURCES = 4
@@ -210,11 +209,7 @@ class AvaDataset(Dataset):
             self._sources, self._pid = collections.OrderedDict(), os.getpid()
         source = self._sources.pop(video_id, None)
         if source is None:
-            location = self.locations[video_id]
-            if self.cfg.source == "video":
-                source = VideoReader(location, resample_fps=self.cfg.video_resample_fps)
-            else:
-                source = FrameFolder(location.parent, video_id, self.cfg.fps)
+            source = open_clip_source(self.cfg, video_id, self.locations[video_id])
         self._sources[video_id] = source
         while len(self._sources) > MAX_OPEN_SOURCES:
             self._sources.popitem(last=False)[1].close()

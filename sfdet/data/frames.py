@@ -2,8 +2,8 @@
 
 Frame `i` (0-based, file `i + 1`) is shown at `i / fps`, `fps` being the declared extraction
 rate (AVA: 30 frames per second from second 900, hence `data.time_offset: 900`). The clip
-rule is the one of `video.py`, so PNG frames extracted from a video give the same tensors
-as decoding the video.
+rule is the one of `video.py` (the centre frame: `sfdet.data.timing.grid_centre`), so PNG
+frames extracted from a video give the same tensors as decoding the video.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from sfdet.data.clip_sampling import centre_index, check_keyframe_time, clamped_indices
+from sfdet.data.clip_sampling import clamped_indices
+from sfdet.data.timing import check_keyframe_time, grid_centre
 from sfdet.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -66,7 +67,7 @@ class FrameFolder:
         """Frames `centre + offsets` (clamped), centre = the frame nearest to `t` seconds. `(T, H, W, 3)` uint8."""
         paths = self.paths
         check_keyframe_time(t, (len(paths) - 1) / self.fps, 1.0 / self.fps, str(self.directory))
-        centre = min(centre_index(t, self.fps), len(paths) - 1)  # nearest existing frame
+        centre = min(grid_centre(t, self.fps), len(paths) - 1)  # nearest existing frame
         indices = clamped_indices(centre, offsets, len(paths))
         images = {i: read_image(paths[i]) for i in set(indices)}
         return torch.from_numpy(np.stack([images[i] for i in indices]))

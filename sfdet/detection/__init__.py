@@ -1,9 +1,6 @@
-"""Person detection for AVA-format datasets: fine-tune a detector (`sfdet train-detector`), make proposals (`sfdet proposals`).
+"""Person detection tools for AVA-format datasets: read keyframes (`keyframes.py`), make proposals
+(`proposals.py`, `sfdet proposals`), fine-tune a detector (`train_detector.py`, `sfdet train-detector`).
 
-`load_detector(path)` turns a `detector.pt` into a detector with the `sfdet.predict` interface:
-detector(frame_rgb (H, W, 3) uint8) -> boxes_xyxy_abs (N, 4), scores (N,).
+The detectors themselves (every backend, the `detector.pt` this package's trainer writes, and the
+one factory `build_person_detector`) live in `sfdet.persons`.
 """
-
-from sfdet.detection.models import TrainedDetector, load_detector
-
-__all__ = ["TrainedDetector", "load_detector"]

@@ -24,7 +24,7 @@ from sfdet.data import ava
 from sfdet.data.config import DataConfig
 from sfdet.data.dataset import find_video
 from sfdet.data.frames import FrameFolder
-from sfdet.data.video import VideoReader
+from sfdet.data.video import VideoReader, open_clip_source
 from sfdet.errors import ConfigError, DataError
 
 Key = tuple[str, float]  # (video_id, timestamp)
@@ -114,18 +114,18 @@ class Skipped:
 
 
 def _open_source(cfg: DataConfig, video_id: str) -> VideoReader | FrameFolder:
-    """The video or frame folder of `video_id`, opened now so that a bad one fails here (`DataError`)."""
+    """The video or frame folder of `video_id`, opened as the Dataset opens it (`data.video_resample_fps`
+    included, so a keyframe is the frame training reads), now so that a bad one fails here (`DataError`)."""
     if cfg.source == "video":
-        path = find_video(cfg, video_id)
-        if path is None:
+        location = find_video(cfg, video_id)
+        if location is None:
             exts = "|".join(cfg.video_extensions)
             raise DataError(f"{cfg.path(cfg.video_dir) / video_id}{{{exts}}}: no such video")
-        reader = VideoReader(path)
-        _ = reader.info
-        return reader
-    folder = FrameFolder(cfg.path(cfg.frames_dir), video_id, cfg.fps)
-    _ = folder.paths
-    return folder
+    else:
+        location = cfg.path(cfg.frames_dir) / video_id
+    source = open_clip_source(cfg, video_id, location)
+    _ = source.info if isinstance(source, VideoReader) else source.paths
+    return source
 
 
 def shrink_to_short_side(image: torch.Tensor, short_side: int | None) -> torch.Tensor:
@@ -175,8 +175,7 @@ def iter_keyframes(
                                        tuple(frame.shape[:2]))
                     bar.update()
             finally:
-                if isinstance(source, VideoReader):
-                    source.close()
+                source.close()
 
 
 def skipped_summary(skipped: list[Skipped], limit: int = 3) -> list[str]:

@@ -2,8 +2,8 @@
 
 Why: training and evaluating an action detector on one's own data needs person boxes for
 every keyframe (AVA ships `ava_*_predicted_boxes.csv`, MMAction2 a proposal pickle), and the
-peers have no tool to make them. Any detector with the `sfdet.predict` interface works: a
-torchvision COCO model by name, or a `detector.pt` from `sfdet train-detector`.
+peers have no tool to make them. Any `sfdet.persons.PersonDetector` works: a torchvision COCO
+model by name, or a `detector.pt` from `sfdet train-detector` (`sfdet.persons.build_person_detector`).
 
 Keyframes of a split = its GT keyframes plus its excluded keyframes (as AVA's files cover
 those too), in GT file order. Output rows are `boxes_norm` (normalised xyxy, rounded to 5
@@ -13,33 +13,20 @@ decimals = 1/100 px at 1000 px) with the score, highest score first within a key
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
+from sfdet.boxes import abs_to_norm
 from sfdet.data import ava
 from sfdet.data.check import RECALL_IOUS, proposal_recall
 from sfdet.data.config import DataConfig
 from sfdet.detection.keyframes import Skipped, iter_keyframes, read_split_keyframes, skipped_summary
-from sfdet.detection.models import load_detector
 from sfdet.errors import DataError
-from sfdet.predict.detectors import PersonDetector, build_detector
+from sfdet.persons import PersonDetector
 
 BOX_DECIMALS = 5
 SCORE_DECIMALS = 6
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".pyth")
-
-
-def resolve_detector(spec: str, weights: str | None = "DEFAULT", score_threshold: float = 0.05,
-                     device: str | torch.device = "cpu") -> PersonDetector:
-    """`--detector`: a `detector.pt` of `sfdet train-detector` (a path), or what `sfdet predict` accepts
-    (a torchvision model name, `torchvision:NAME`, `detectron2:CONFIG`)."""
-    looks_like_path = spec.endswith(CHECKPOINT_SUFFIXES) or "/" in spec or Path(spec).is_file()
-    if looks_like_path:
-        return load_detector(spec, score_threshold, device)
-    return build_detector(spec, weights, score_threshold, device)
 
 
 @dataclass
@@ -55,7 +42,7 @@ def detections_to_rows(video_id: str, timestamp: float, boxes_xyxy_abs: np.ndarr
                        frame_hw: tuple[int, int]) -> pd.DataFrame:
     """One keyframe's detections -> proposal rows (boxes_norm rounded, degenerate ones dropped, best first)."""
     height, width = frame_hw
-    boxes_norm = np.round(np.asarray(boxes_xyxy_abs, np.float64) / [width, height, width, height], BOX_DECIMALS)
+    boxes_norm = np.round(abs_to_norm(boxes_xyxy_abs, width, height, np.float64), BOX_DECIMALS)
     boxes_norm = np.clip(boxes_norm, 0.0, 1.0).reshape(-1, 4)
     scores = np.round(np.asarray(scores, np.float64).reshape(-1), SCORE_DECIMALS)
     valid = (boxes_norm[:, 2] > boxes_norm[:, 0]) & (boxes_norm[:, 3] > boxes_norm[:, 1])
@@ -85,7 +72,7 @@ def make_proposals(cfg: DataConfig, split: str, detector: PersonDetector, progre
         raise DataError(f"{split}: none of the {len(info.keys)} keyframes could be decoded from {where}{first}; "
                         "run `sfdet data check` to see what does not line up")
     proposals = pd.concat(tables, ignore_index=True)
-    threshold = getattr(detector, "score_threshold", 0.0)
+    threshold = detector.score_threshold
     recall = proposal_recall(info.persons.assign(action_id=1), proposals, [1], threshold)
     return ProposalsResult(proposals, len(info.keys), detected, skipped, recall)
 

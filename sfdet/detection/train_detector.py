@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
-from sfdet.data import ava
+from sfdet.boxes import abs_to_norm, norm_to_abs
 from sfdet.data.config import DataConfig
 from sfdet.detection.keyframes import (
     Keyframe,
@@ -42,12 +41,17 @@ from sfdet.detection.keyframes import (
     read_split_keyframes,
     skipped_summary,
 )
-from sfdet.detection.models import PERSON_LABEL, TINY_ARCH, build_model, save_detector
 from sfdet.engine.config import TrainConfig
 from sfdet.engine.solver import build_optimizer, build_scheduler
 from sfdet.errors import CheckpointError, DataError, SfdetError
 from sfdet.evaluation import frame_map_from_arrays
-from sfdet.predict.detectors import load_torchvision_detector_state
+from sfdet.persons import (
+    PERSON_LABEL,
+    TINY_ARCH,
+    build_detector_model,
+    load_torchvision_detector_state,
+    save_detector,
+)
 
 # A box narrower or shorter than this (pixels) is not a training target (degenerate after rounding).
 MIN_BOX_SIZE = 2.0
@@ -94,17 +98,13 @@ class DetectorTrainResult:
     lines: list[str]
 
 
-def _normalised_to_abs(boxes_norm: np.ndarray, height: int, width: int) -> torch.Tensor:
-    return torch.from_numpy(boxes_norm * np.array([width, height, width, height], np.float32))
-
-
 def training_samples(keyframes: list[Keyframe], boxes: dict) -> list[TrainSample]:
     """Keyframes with their person boxes in the (possibly downscaled) image's pixels; tiny boxes dropped."""
     samples = []
     for keyframe in keyframes:
         height, width = keyframe.image.shape[:2]
-        boxes_abs = _normalised_to_abs(boxes.get((keyframe.video_id, keyframe.timestamp), np.zeros((0, 4), np.float32)),
-                                       height, width)
+        boxes_norm = boxes.get((keyframe.video_id, keyframe.timestamp), np.zeros((0, 4), np.float32))
+        boxes_abs = torch.from_numpy(norm_to_abs(boxes_norm, width, height, np.float32))
         big_enough = ((boxes_abs[:, 2] - boxes_abs[:, 0]) >= MIN_BOX_SIZE) & ((boxes_abs[:, 3] - boxes_abs[:, 1]) >= MIN_BOX_SIZE)
         samples.append(TrainSample(keyframe.image, boxes_abs[big_enough]))
     return samples
@@ -152,13 +152,13 @@ def build_start_model(options: DetectorTrainOptions, input_size: tuple[int, int]
     """(model, arch_params): from a COCO state dict when `options.weights` is given, else from scratch."""
     if options.weights is None:
         arch_params = {} if options.arch == TINY_ARCH else {"num_classes": 2}
-        return build_model(options.arch, arch_params, input_size), arch_params
+        return build_detector_model(options.arch, arch_params, input_size), arch_params
     if options.arch == TINY_ARCH:
         raise CheckpointError("--weights needs --arch NAME of the torchvision detector the weights belong to "
                               "(e.g. fasterrcnn_mobilenet_v3_large_fpn)")
     state = load_torchvision_detector_state(options.arch, options.weights)
     arch_params = {"num_classes": _num_classes(state)}
-    model = build_model(options.arch, arch_params, input_size)
+    model = build_detector_model(options.arch, arch_params, input_size)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -187,7 +187,7 @@ def person_ap(model: torch.nn.Module, keyframes: list[Keyframe], split: SplitKey
             for keyframe, output in zip(chunk, model(images)):
                 height, width = keyframe.image.shape[:2]
                 person = output["labels"] == PERSON_LABEL
-                boxes = output["boxes"][person].float().cpu().numpy() / np.array([width, height, width, height])
+                boxes = abs_to_norm(output["boxes"][person].float().cpu().numpy(), width, height, np.float64)
                 video_ids += [keyframe.video_id] * len(boxes)
                 timestamps += [keyframe.timestamp] * len(boxes)
                 boxes_norm.append(boxes)

@@ -10,51 +10,33 @@ Everything is stored as tensors, numbers and strings, so the file loads with
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from sfdet.errors import CheckpointError
+from sfdet.fileio import load_torch_file
 
 CHECKPOINT_VERSION = 1
 LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 
 
-def atomic_save(obj: Any, path: str | Path) -> Path:
-    """`torch.save` to a temporary file in the same folder, fsync, then `os.replace`.
-
-    A crash (or SIGKILL) at any moment leaves either the previous file or the
-    new one, never a truncated checkpoint.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def load_training_checkpoint(path: str | Path) -> dict:
-    """Read a checkpoint written by `sfdet train` (with its `train_state`) for resuming."""
+    """Read a checkpoint written by `sfdet train` (with its `train_state`) for resuming.
+
+    Checkpoints are written by `sfdet.models.checkpoint.save_sfdet_checkpoint`, through
+    `sfdet.fileio.atomic_save` (temporary file, fsync, rename): a crash leaves the previous one.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"cannot resume: checkpoint {path} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated, not a torch file, foreign pickle
-        raise CheckpointError(f"cannot resume from {path}: not a readable checkpoint ({type(exc).__name__})") from None
+        ckpt = load_torch_file(path)
+    except CheckpointError as exc:  # truncated, not a torch file, foreign pickle
+        raise CheckpointError(f"cannot resume: {exc}") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "sfdet" or "train_state" not in ckpt:
         raise CheckpointError(
             f"cannot resume from {path}: not an `sfdet train` checkpoint (use train.init=... to start from weights)"

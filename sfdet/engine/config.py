@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from sfdet.device_choices import DEVICES, PRECISIONS
 from sfdet.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "steps")
-PRECISIONS = ("fp32", "fp16", "bf16", "auto")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from sfdet.errors import CheckpointError
-from sfdet.models.checkpoint import detect_format, load_checkpoint, read_checkpoint_file
+from sfdet.models.checkpoint import load_checkpoint
+from sfdet.models.checkpoint_files import detect_format, read_checkpoint_file
 
 HEAD_KEYS = ("head.proj.weight", "head.proj.bias")
 _SHOWN = 5

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 from sfdet.errors import SfdetError
+from sfdet.fileio import atomic_write
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -59,9 +59,8 @@ class MetricsLog:
             self.path.write_text("")
         elif self.path.exists():
             kept = [r for r in read_metrics(self.path) if r.get("iteration", 0) <= resume_iteration]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-            os.replace(tmp, self.path)
+            with atomic_write(self.path) as f:
+                f.write("".join(json.dumps(r) + "\n" for r in kept))
         self._file = open(self.path, "a")
         if tensorboard:
             try:

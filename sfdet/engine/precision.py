@@ -1,4 +1,7 @@
-"""Mixed precision: fp32, bf16 (CUDA or CPU autocast), fp16 (CUDA, with a grad scaler), or auto."""
+"""Mixed precision in training: fp32, bf16 (CUDA or CPU autocast), fp16 (CUDA, with a grad scaler).
+
+`train.precision: auto` is resolved by `sfdet.devices.resolve_precision`, as `sfdet predict --precision auto`.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,6 @@ import contextlib
 import torch
 
 from sfdet.errors import ConfigError
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """`auto`: bf16 where its kernels are fast (a CUDA GPU with bf16, a CPU with AMX / AVX512-BF16), else fp32.
-
-    Why not bf16 everywhere: on a CPU without those units bf16 is emulated and several times slower.
-    """
-    if precision != "auto":
-        return precision
-    from sfdet.models.inference import fast_low_precision_available
-
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if fast_low_precision_available(device) else "fp32"
 
 
 def check_precision(precision: str, device: torch.device) -> None:

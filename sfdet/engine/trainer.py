@@ -29,8 +29,9 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from sfdet.config import Config, save_config, to_dict
+from sfdet.config import Config, save_config
 from sfdet.data.workers import iterate
+from sfdet.devices import resolve_precision
 from sfdet.engine import distributed as dist_utils
 from sfdet.engine.checkpointing import (BEST_NAME, LAST_NAME, capture_rng_state, find_resume_checkpoint,
                                         load_training_checkpoint, restore_rng_state)
@@ -38,12 +39,14 @@ from sfdet.engine.data_order import EpochBatchSampler, SeededSamples
 from sfdet.engine.datasets import build_datasets, collate
 from sfdet.engine.initialization import initialize_from
 from sfdet.engine.metrics_log import MetricsLog
-from sfdet.engine.precision import autocast_context, check_precision, resolve_precision
+from sfdet.engine.precision import autocast_context, check_precision
 from sfdet.engine.solver import build_optimizer, build_scheduler
 from sfdet.engine.validation import ValidationData, validate
 from sfdet.errors import ConfigError, DataError, SfdetError
 from sfdet.models import build_model
-from sfdet.models.checkpoint import save_sfdet_checkpoint
+from sfdet.models.checkpoint import model_alpha, save_sfdet_checkpoint
+from sfdet.models.recipe import ClipRecipe
+from sfdet.typed_config import to_dict
 
 CHECKPOINT_DIR = "checkpoints"
 CONFIG_NAME = "config.yaml"
@@ -105,7 +108,7 @@ class Trainer:
         self.log = log if ctx.is_main else (lambda *a, **k: None)
         tc = cfg.train
         if tc.precision == "auto":
-            tc.precision = resolve_precision(tc.precision, ctx.device)
+            tc.precision = resolve_precision(tc.precision, ctx.device, key="config key 'train.precision'")
             self.log(f"train.precision=auto: {tc.precision} on this {ctx.device.type}")
         check_device_options(cfg, ctx.device, ctx.distributed)
         if tc.batch_size % ctx.world_size:
@@ -216,7 +219,9 @@ class Trainer:
         """`checkpoints/last.pt` (and `best.pt`), written atomically by the main process only."""
         train_state = self._train_state()  # collective: every process takes part
         if self.ctx.is_main:
-            extra = {"config": to_dict(self.cfg), "train_state": train_state}
+            # The clip recipe: how `sfdet predict` (and export) will cut this model's clips.
+            extra = {"recipe": ClipRecipe.from_data(self.cfg.data, model_alpha(self.cfg.model)),
+                     "config": to_dict(self.cfg), "train_state": train_state}
             source = f"sfdet train {self.run_dir}"
             self.last_checkpoint = save_sfdet_checkpoint(self.ckpt_dir / LAST_NAME, self.model, self.label_map,
                                                          source, **extra)

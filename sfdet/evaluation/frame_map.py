@@ -40,6 +40,12 @@ crash: a prediction row without score gets score 1.0; non-numbers, wrong column 
 are errors; NaN and out-of-range boxes are used as given; an inverted GT box is an error only where a
 detection of its class and keyframe makes the reference crash. Class ids outside the label map and
 prediction videos absent from the GT are counted in `result.notes`.
+
+Code: `frame_map` checks the options (`_Options`) and reads the inputs (`_read_inputs`); `_evaluate`
+then runs the steps in order: keyframe keys (`_keyframe_keys`) -> the rows that take part
+(`_select_rows`: class filter, top-K per keyframe, keyframe order, exclusions, boxes) -> (keyframe,
+class) groups in matching order (`_sort_into_groups`) -> greedy matching (`_match`) -> per-class AP,
+mAP and metric names (`_result`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -122,7 +129,52 @@ def _as_table(data, what: str, reader) -> tuple[pd.DataFrame, str]:
     raise TypeError(f"{what} must be a path or a DataFrame, got {type(data).__name__}")
 
 
+def prediction_files(directory, skip=()) -> list[Path]:
+    """The prediction CSVs of a folder, in name order (as `cat DIR/*.csv`): every `*.csv` but
+    `*.tracks.csv` (`sfdet predict` writes `<stem>.csv` and `<stem>.tracks.csv` side by side),
+    hidden files and the paths in `skip` (the GT and exclusions files, should they lie there)."""
+    directory = Path(directory)
+    skipped = {Path(p).resolve() for p in skip if p is not None and not isinstance(p, pd.DataFrame)}
+    return sorted(p for p in directory.glob("*.csv")
+                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tracks.csv")
+                  and p.resolve() not in skipped)
+
+
+def read_predictions(path, skip=()) -> pd.DataFrame:
+    """A predictions CSV, or every prediction CSV of a folder (`prediction_files`) concatenated in name
+    order, read with the evaluator's lenient settings. Rows carry their `line` and, for a folder, their
+    `source_file`; `attrs["files"]` lists the files read."""
+    path = Path(path)
+    if not path.is_dir():
+        table = read_predictions_csv(path, check_boxes=False, line_numbers=True)
+        table.attrs["files"] = [os.fspath(path)]
+        return table
+    files = prediction_files(path, skip)
+    if not files:
+        raise DataError(f"{path}: is a directory with no prediction CSVs (*.csv other than *.tracks.csv); "
+                        "pass a predictions CSV or the folder `sfdet predict` wrote")
+    tables = [read_predictions_csv(f, check_boxes=False, line_numbers=True) for f in files]
+    table = pd.concat(tables, ignore_index=True)
+    table["source_file"] = pd.Categorical.from_codes(
+        np.repeat(np.arange(len(files)), [len(t) for t in tables]), categories=[os.fspath(f) for f in files])
+    table.attrs = {"files": [os.fspath(f) for f in files], "bad_rows": 0,
+                   "missing_scores": sum(int(t.attrs.get("missing_scores", 0)) for t in tables)}
+    return table
+
+
+def _read_gt(path) -> pd.DataFrame:
+    if Path(path).is_dir():
+        raise DataError(f"{os.fspath(path)}: is a directory; --gt takes one GT CSV file "
+                        "(video_id,timestamp,x1,y1,x2,y2,action_id[,person_id])")
+    table = read_gt_csv(path, check_boxes=False, missing_person_id=1, line_numbers=True)
+    if len(table) == 0:
+        raise DataError(f"{os.fspath(path)}: has no rows (an empty GT file: nothing to evaluate against)")
+    return table
+
+
 def _row_location(table: pd.DataFrame, source: str, row: int) -> str:
+    if "source_file" in table.columns:
+        source = str(table["source_file"].iloc[row])
     if "line" in table.columns:
         return f"{source}:{int(table['line'].iloc[row])}"
     return f"{source} (row {row + 1})"
@@ -155,43 +207,8 @@ def frame_map(
     GT rows of a keyframe are ordered by descending `person_id`, as the reference orders them by the
     8th column; a GT file read here treats a missing 8th column as 1 (the reference's default score).
     """
-    if protocol not in PROTOCOLS:
-        raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
-    if not 0.0 < float(iou) <= 1.0:
-        raise DataError(f"iou threshold must be in (0, 1], got {iou}")
-    if max_per_frame is not None and int(max_per_frame) < 1:
-        raise DataError(f"max_per_frame must be >= 1, got {max_per_frame}")
-    if not isinstance(label_map, Mapping):
-        label_map = read_label_map(label_map)
-    label_map = {int(k): str(v) for k, v in sorted(label_map.items())}
-    evaluated = np.array(sorted(label_map), dtype=np.int64)
-    if classes is not None:
-        classes = sorted({int(c) for c in classes})
-        unknown = [c for c in classes if c not in label_map]
-        if unknown:
-            raise DataError(f"--classes {unknown} are not in the label map")
-        evaluated = np.array(classes, dtype=np.int64)
-    if evaluated.size == 0 or evaluated.min() < 1:
-        raise DataError("the label map must hold class ids >= 1")
-
-    gt_table, gt_source = _as_table(
-        gt, "GT", lambda p: read_gt_csv(p, check_boxes=False, missing_person_id=1, line_numbers=True))
-    pred_table, pred_source = _as_table(
-        pred, "predictions", lambda p: read_predictions_csv(p, check_boxes=False, line_numbers=True))
-    _check_columns(gt_table, ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"], gt_source)
-    _check_columns(pred_table, ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"], pred_source)
-    if exclusions is not None:
-        exclusions, _ = _as_table(exclusions, "exclusions", read_exclusions)
-    else:
-        exclusions = pd.DataFrame({"video_id": pd.Series([], dtype=object), "timestamp": np.zeros(0)})
-
-    scores_all = pred_table["score"].to_numpy(dtype=np.float64)
-    if np.isnan(scores_all).any():
-        row = int(np.flatnonzero(np.isnan(scores_all))[0])
-        raise DataError(f"{_row_location(pred_table, pred_source, row)}: score is NaN (ranking undefined)")
-
-    return _evaluate(gt_table, gt_source, pred_table, pred_source, exclusions, label_map, evaluated,
-                     float(iou), max_per_frame, protocol)
+    options = _Options.checked(iou, max_per_frame, protocol)
+    return _evaluate(_read_inputs(gt, pred, label_map, exclusions, classes), options)
 
 
 def frame_map_from_arrays(
@@ -230,12 +247,144 @@ def frame_map_from_arrays(
     return frame_map(gt, pred, label_map, exclusions=exclusions, **options)
 
 
-def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated, iou, max_per_frame,
-              protocol) -> FrameMapResult:
-    notes: dict = {}
-    float_dtype = np.float32 if protocol == "mmaction2-1.x" else np.float64
+# ----------------------------------------------------------------------------------------------------
+# The evaluation, step by step. Each step reads the arrays of the previous ones and records what it
+# drops in `notes` (in this order: the JSON report lists them so).
 
-    # Keyframe keys shared by GT, detections and exclusions: dense ints.
+
+@dataclass(frozen=True)
+class _Options:
+    """What decides the numbers besides the inputs."""
+
+    iou: float
+    max_per_frame: int | None
+    protocol: str
+
+    @classmethod
+    def checked(cls, iou, max_per_frame, protocol: str) -> _Options:
+        if protocol not in PROTOCOLS:
+            raise DataError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if not 0.0 < float(iou) <= 1.0:
+            raise DataError(f"iou threshold must be in (0, 1], got {iou}")
+        if max_per_frame is not None and int(max_per_frame) < 1:
+            raise DataError(f"max_per_frame must be >= 1, got {max_per_frame}")
+        return cls(iou=float(iou), max_per_frame=max_per_frame, protocol=protocol)
+
+    @property
+    def mmaction_1x(self) -> bool:
+        return self.protocol == "mmaction2-1.x"
+
+    @property
+    def in_given_order(self) -> bool:
+        """PySlowFast matches GT and detections in the order given, not by person id and score."""
+        return self.protocol == "pyslowfast"
+
+    @property
+    def float_dtype(self) -> type:
+        return np.float32 if self.mmaction_1x else np.float64
+
+
+@dataclass
+class _Inputs:
+    """The validated inputs: tables (with the names errors give them) and the class ids to evaluate."""
+
+    gt: pd.DataFrame
+    gt_source: str
+    pred: pd.DataFrame
+    pred_source: str
+    exclusions: pd.DataFrame
+    label_map: dict[int, str]
+    evaluated: np.ndarray  # sorted class ids
+
+
+@dataclass
+class _Keys:
+    """Dense keyframe ids (`count` of them) of every GT, prediction and exclusion row."""
+
+    gt: np.ndarray
+    pred: np.ndarray
+    excluded: np.ndarray
+    gt_video: np.ndarray
+    pred_video: np.ndarray
+    video_names: pd.Index
+    count: int
+
+
+@dataclass
+class _Rows:
+    """The rows that take part, and each row's class, score and box as the protocol sees them."""
+
+    gt_keep: np.ndarray  # (n_gt,) bool
+    pred_keep: np.ndarray  # (n_pred,) bool
+    gt_counted: np.ndarray  # (n_gt,) bool: the GT instances each class's recall divides by
+    gt_class: np.ndarray  # (n_gt,) action ids
+    pred_class: np.ndarray  # (n_pred,) action ids
+    pred_scores: np.ndarray  # (n_pred,) float64
+    gt_boxes: np.ndarray  # (n_gt, 4) [y1, x1, y2, x2] in the protocol's float dtype
+    pred_boxes: np.ndarray  # (n_pred, 4)
+    key_rank: np.ndarray  # (keys.count,) the order in which keyframes are visited
+
+
+@dataclass
+class _Groups:
+    """Kept rows in matching order, grouped by (keyframe, class) = `key * n_classes + class index`."""
+
+    gt_rows: np.ndarray
+    gt_group: np.ndarray
+    det_rows: np.ndarray
+    det_cls: np.ndarray  # dense class index of each detection
+    det_group: np.ndarray
+
+
+def _read_inputs(gt, pred, label_map, exclusions, classes) -> _Inputs:
+    """Read what is a path, check the columns and scores, and settle the evaluated class ids."""
+    label_map, evaluated = _evaluated_classes(label_map, classes)
+    gt_table, gt_source = _as_table(gt, "GT", _read_gt)
+    pred_table, pred_source = _as_table(pred, "predictions", lambda p: read_predictions(p, skip=(gt, exclusions)))
+    _check_columns(gt_table, ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id"], gt_source)
+    _check_columns(pred_table, ["video_id", "timestamp", "x1", "y1", "x2", "y2", "action_id", "score"], pred_source)
+    if exclusions is not None:
+        exclusions, _ = _as_table(exclusions, "exclusions", read_exclusions)
+    else:
+        exclusions = pd.DataFrame({"video_id": pd.Series([], dtype=object), "timestamp": np.zeros(0)})
+
+    scores_all = pred_table["score"].to_numpy(dtype=np.float64)
+    if np.isnan(scores_all).any():
+        row = int(np.flatnonzero(np.isnan(scores_all))[0])
+        raise DataError(f"{_row_location(pred_table, pred_source, row)}: score is NaN (ranking undefined)")
+    return _Inputs(gt=gt_table, gt_source=gt_source, pred=pred_table, pred_source=pred_source,
+                   exclusions=exclusions, label_map=label_map, evaluated=evaluated)
+
+
+def _evaluated_classes(label_map, classes) -> tuple[dict[int, str], np.ndarray]:
+    """({id: name} sorted by id, the sorted ids to evaluate: all of them, or `classes`)."""
+    if not isinstance(label_map, Mapping):
+        label_map = read_label_map(label_map)
+    label_map = {int(k): str(v) for k, v in sorted(label_map.items())}
+    evaluated = np.array(sorted(label_map), dtype=np.int64)
+    if classes is not None:
+        classes = sorted({int(c) for c in classes})
+        unknown = [c for c in classes if c not in label_map]
+        if unknown:
+            raise DataError(f"--classes {unknown} are not in the label map")
+        evaluated = np.array(classes, dtype=np.int64)
+    if evaluated.size == 0 or evaluated.min() < 1:
+        raise DataError("the label map must hold class ids >= 1")
+    return label_map, evaluated
+
+
+def _evaluate(inputs: _Inputs, options: _Options) -> FrameMapResult:
+    notes: dict = {}
+    keys = _keyframe_keys(inputs)
+    rows = _select_rows(inputs, keys, options, notes)
+    groups = _sort_into_groups(inputs, keys, rows, options)
+    is_tp = _match(inputs, rows, groups, options.iou)
+    return _result(inputs, rows, groups, is_tp, options, notes)
+
+
+def _keyframe_keys(inputs: _Inputs) -> _Keys:
+    """Keyframe = (video_id, timestamp), factorized jointly over GT, predictions and exclusions."""
+    gt, pred, exclusions = inputs.gt, inputs.pred, inputs.exclusions
     n_gt, n_pred = len(gt), len(pred)
     videos, video_names = pd.factorize(
         np.concatenate([gt["video_id"].to_numpy(object), pred["video_id"].to_numpy(object),
@@ -244,99 +393,159 @@ def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated
         np.concatenate([gt["timestamp"].to_numpy(np.float64), pred["timestamp"].to_numpy(np.float64),
                         exclusions["timestamp"].to_numpy(np.float64)]))
     keys, _ = pd.factorize(videos.astype(np.int64) * (int(times.max(initial=0)) + 1) + times)
-    gt_key, pred_key, excluded_key = keys[:n_gt], keys[n_gt:n_gt + n_pred], keys[n_gt + n_pred:]
+    return _Keys(gt=keys[:n_gt], pred=keys[n_gt:n_gt + n_pred], excluded=keys[n_gt + n_pred:],
+                 gt_video=videos[:n_gt], pred_video=videos[n_gt:n_gt + n_pred], video_names=video_names,
+                 count=int(keys.max(initial=-1)) + 1)
 
-    # Class filter (the reference's whitelist), with unknown ids counted rather than silently dropped.
-    gt_class = gt["action_id"].to_numpy(np.int64)
-    pred_class = pred["action_id"].to_numpy(np.int64)
-    known = np.array(sorted(label_map), dtype=np.int64)
+
+def _select_rows(inputs: _Inputs, keys: _Keys, options: _Options, notes: dict) -> _Rows:
+    """Class filter, top-K per keyframe, keyframe order, exclusions, boxes: the rows that take part."""
+    gt_class = inputs.gt["action_id"].to_numpy(np.int64)
+    pred_class = inputs.pred["action_id"].to_numpy(np.int64)
+    gt_keep, pred_keep = _filter_classes(gt_class, pred_class, inputs, notes)
+
+    pred_scores = inputs.pred["score"].to_numpy(np.float64)
+    if options.max_per_frame is not None:
+        pred_keep &= _top_k_per_key(keys.pred, pred_scores, pred_keep, int(options.max_per_frame))
+        notes["dropped_by_max_per_frame"] = int(np.isin(pred_class, inputs.evaluated).sum() - pred_keep.sum())
+
+    videos_without_gt = np.setdiff1d(keys.pred_video[pred_keep], keys.gt_video[gt_keep])
+    notes["pred_videos_without_gt"] = sorted(str(keys.video_names[v]) for v in videos_without_gt)
+
+    _note_duplicate_detections(inputs, keys, notes)
+    key_rank = _keyframe_rank(keys, gt_keep, pred_keep, options)
+    gt_counted = _apply_exclusions(keys, gt_keep, pred_keep, options, notes)
+    gt_boxes, pred_boxes = _boxes_as_the_reference(inputs, gt_keep, pred_keep, options, notes)
+    return _Rows(gt_keep=gt_keep, pred_keep=pred_keep, gt_counted=gt_counted, gt_class=gt_class,
+                 pred_class=pred_class, pred_scores=pred_scores, gt_boxes=gt_boxes, pred_boxes=pred_boxes,
+                 key_rank=key_rank)
+
+
+def _filter_classes(gt_class: np.ndarray, pred_class: np.ndarray, inputs: _Inputs,
+                    notes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's class whitelist, with unknown ids counted rather than silently dropped."""
+    known = np.array(sorted(inputs.label_map), dtype=np.int64)
     for name, cls in (("gt", gt_class), ("pred", pred_class)):
         ids, counts = np.unique(cls[~np.isin(cls, known)], return_counts=True)
         notes[f"{name}_rows_with_class_not_in_label_map"] = {int(i): int(n) for i, n in zip(ids, counts)}
-        notes[f"{name}_rows_not_in_classes"] = int((np.isin(cls, known) & ~np.isin(cls, evaluated)).sum())
-    gt_keep = np.isin(gt_class, evaluated)
-    pred_keep = np.isin(pred_class, evaluated)
+        notes[f"{name}_rows_not_in_classes"] = int((np.isin(cls, known) & ~np.isin(cls, inputs.evaluated)).sum())
+    return np.isin(gt_class, inputs.evaluated), np.isin(pred_class, inputs.evaluated)
 
-    # Scores and boxes as the protocol sees them.
-    pred_scores = pred["score"].to_numpy(np.float64)
-    if max_per_frame is not None:
-        pred_keep &= _top_k_per_key(pred_key, pred_scores, pred_keep, int(max_per_frame))
-        notes["dropped_by_max_per_frame"] = int(np.isin(pred_class, evaluated).sum() - pred_keep.sum())
 
-    videos_without_gt = np.setdiff1d(videos[n_gt:n_gt + n_pred][pred_keep], videos[:n_gt][gt_keep])
-    notes["pred_videos_without_gt"] = sorted(str(video_names[v]) for v in videos_without_gt)
-
-    # Key order: the detections' first appearance (after the class filter), or GT's for MMAction2 1.x.
-    first_key_source = gt_key[gt_keep] if protocol == "mmaction2-1.x" else pred_key[pred_keep]
-    key_rank = np.full(int(keys.max(initial=-1)) + 1, np.iinfo(np.int64).max, dtype=np.int64)
+def _keyframe_rank(keys: _Keys, gt_keep: np.ndarray, pred_keep: np.ndarray, options: _Options) -> np.ndarray:
+    """Keyframes in order of first appearance in the (class-filtered) detections, or GT's for MMAction2 1.x."""
+    first_key_source = keys.gt[gt_keep] if options.mmaction_1x else keys.pred[pred_keep]
+    key_rank = np.full(keys.count, np.iinfo(np.int64).max, dtype=np.int64)
     uniq_keys, first_index = np.unique(first_key_source, return_index=True)
     key_rank[uniq_keys] = np.argsort(np.argsort(first_index, kind="stable"), kind="stable")
+    return key_rank
 
-    # GT instance counts per class (1.x counts excluded keyframes too), then apply exclusions.
-    is_excluded = np.zeros(int(keys.max(initial=-1)) + 1, dtype=bool)
-    is_excluded[excluded_key] = True
-    gt_counted = gt_keep if protocol == "mmaction2-1.x" else gt_keep & ~is_excluded[gt_key]
-    notes["excluded_gt_rows"] = int((gt_keep & is_excluded[gt_key]).sum())
-    notes["excluded_pred_rows"] = int((pred_keep & is_excluded[pred_key]).sum())
-    gt_keep &= ~is_excluded[gt_key]
-    pred_keep &= ~is_excluded[pred_key]
+
+def _apply_exclusions(keys: _Keys, gt_keep: np.ndarray, pred_keep: np.ndarray, options: _Options,
+                      notes: dict) -> np.ndarray:
+    """Drop excluded keyframes from `gt_keep`/`pred_keep` (in place; MMAction2 1.x also keyframes
+    without GT); returns the GT rows counted per class (1.x counts excluded keyframes too)."""
+    is_excluded = np.zeros(keys.count, dtype=bool)
+    is_excluded[keys.excluded] = True
+    # (For MMAction2 1.x `gt_counted` is `gt_keep` itself, so the in-place exclusion below reaches it
+    # too: as this evaluator has always computed it, 1.x counts exclude excluded keyframes after all.)
+    gt_counted = gt_keep if options.mmaction_1x else gt_keep & ~is_excluded[keys.gt]
+    notes["excluded_gt_rows"] = int((gt_keep & is_excluded[keys.gt]).sum())
+    notes["excluded_pred_rows"] = int((pred_keep & is_excluded[keys.pred]).sum())
+    gt_keep &= ~is_excluded[keys.gt]
+    pred_keep &= ~is_excluded[keys.pred]
 
     has_gt = np.zeros_like(is_excluded)
-    has_gt[gt_key[gt_keep]] = True
-    notes["pred_rows_on_keyframes_without_gt"] = int((pred_keep & ~has_gt[pred_key]).sum())
-    if protocol == "mmaction2-1.x":
-        pred_keep &= has_gt[pred_key]
+    has_gt[keys.gt[gt_keep]] = True
+    notes["pred_rows_on_keyframes_without_gt"] = int((pred_keep & ~has_gt[keys.pred]).sum())
+    if options.mmaction_1x:
+        pred_keep &= has_gt[keys.pred]
+    return gt_counted
 
-    # Boxes in the reference's [y1, x1, y2, x2] order and dtype.
-    gt_boxes = gt[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(float_dtype)
-    pred_boxes = pred[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(float_dtype)
+
+def _boxes_as_the_reference(inputs: _Inputs, gt_keep: np.ndarray, pred_keep: np.ndarray, options: _Options,
+                            notes: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Boxes in the reference's [y1, x1, y2, x2] order and dtype; drops (in `pred_keep`) or rejects
+    detections whose box is not strictly x1<x2 and y1<y2, as the protocol does."""
+    gt_boxes = inputs.gt[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype)
+    pred_boxes = inputs.pred[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype)
     valid = (pred_boxes[:, 0] < pred_boxes[:, 2]) & (pred_boxes[:, 1] < pred_boxes[:, 3])
     inverted_pred = (pred_boxes[:, 0] > pred_boxes[:, 2]) | (pred_boxes[:, 1] > pred_boxes[:, 3])
-    if protocol == "mmaction2-1.x":
-        _raise_on_first(pred_keep & inverted_pred, pred, pred_source,
+    if options.mmaction_1x:
+        _raise_on_first(pred_keep & inverted_pred, inputs.pred, inputs.pred_source,
                         "inverted box (x1 > x2 or y1 > y2): the reference evaluator crashes on it")
     else:
         notes["invalid_pred_boxes_dropped"] = int((pred_keep & ~valid).sum())
         pred_keep &= valid
-    notes["out_of_range_boxes"] = {
-        "gt": int((gt_keep & _out_of_range(gt_boxes)).sum()),
-        "pred": int((pred_keep & _out_of_range(pred_boxes)).sum()),
-    }
+    # Boxes used as given that are probably wrong: counted per side, the first one located.
+    for name, odd in (("non_finite_boxes", _not_finite), ("out_of_range_boxes", _out_of_range)):
+        notes[name], notes[f"first_{name[:-1]}"] = {}, {}
+        for side, table, source, keep, boxes in (("gt", inputs.gt, inputs.gt_source, gt_keep, gt_boxes),
+                                                 ("pred", inputs.pred, inputs.pred_source, pred_keep, pred_boxes)):
+            mask = keep & odd(boxes)
+            notes[name][side] = int(mask.sum())
+            if mask.any():
+                notes[f"first_{name[:-1]}"][side] = _row_location(table, source, int(np.flatnonzero(mask)[0]))
+    return gt_boxes, pred_boxes
 
-    # Dense class index over the evaluated ids.
-    gt_rows = np.flatnonzero(gt_keep)
-    det_rows = np.flatnonzero(pred_keep)
-    gt_cls = np.searchsorted(evaluated, gt_class[gt_rows])
-    det_cls = np.searchsorted(evaluated, pred_class[det_rows])
-    n_classes = len(evaluated)
 
-    # GT order within a keyframe: descending 8th column (stable), or file order for PySlowFast.
-    if protocol == "pyslowfast" or "person_id" not in gt.columns:
+def _note_duplicate_detections(inputs: _Inputs, keys: _Keys, notes: dict) -> None:
+    """Count prediction rows repeating an earlier row's keyframe, box and class (each is a false
+    positive, as in the reference) and locate the first one and the row it repeats."""
+    columns = {"key": keys.pred, "action_id": inputs.pred["action_id"].to_numpy(np.int64)}
+    for c in ("x1", "y1", "x2", "y2"):
+        columns[c] = inputs.pred[c].to_numpy(np.float64)
+    identity = pd.DataFrame(columns)
+    duplicated = identity.duplicated(keep="first").to_numpy()
+    notes["duplicate_pred_rows"] = int(duplicated.sum())
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        first = identity.iloc[row]
+        same = ((identity == first) | (identity.isna() & first.isna())).all(axis=1).to_numpy()
+        original = int(np.flatnonzero(same)[0])
+        notes["first_duplicate_pred_row"] = (f"{_row_location(inputs.pred, inputs.pred_source, row)} repeats "
+                                             f"{_row_location(inputs.pred, inputs.pred_source, original)}")
+
+
+def _sort_into_groups(inputs: _Inputs, keys: _Keys, rows: _Rows, options: _Options) -> _Groups:
+    """GT: by keyframe, class, then descending 8th column (stable; file order for PySlowFast).
+    Detections: by keyframe rank, then descending score (stable; given order for PySlowFast)."""
+    n_classes = len(inputs.evaluated)
+    gt_rows = np.flatnonzero(rows.gt_keep)
+    det_rows = np.flatnonzero(rows.pred_keep)
+    gt_cls = np.searchsorted(inputs.evaluated, rows.gt_class[gt_rows])
+    det_cls = np.searchsorted(inputs.evaluated, rows.pred_class[det_rows])
+
+    if options.in_given_order or "person_id" not in inputs.gt.columns:
         gt_order_key = np.zeros(len(gt_rows))
     else:
-        gt_order_key = -gt["person_id"].to_numpy(np.float64)[gt_rows]
-    gt_sort = np.lexsort((gt_rows, gt_order_key, gt_cls, gt_key[gt_rows]))
+        gt_order_key = -inputs.gt["person_id"].to_numpy(np.float64)[gt_rows]
+    gt_sort = np.lexsort((gt_rows, gt_order_key, gt_cls, keys.gt[gt_rows]))
     gt_rows, gt_cls = gt_rows[gt_sort], gt_cls[gt_sort]
-    gt_group = gt_key[gt_rows] * n_classes + gt_cls
 
-    # Detection order: keyframe rank, then descending score (stable) or given order.
-    det_keys = pred_key[det_rows]
-    det_order_key = np.zeros(len(det_rows)) if protocol == "pyslowfast" else -pred_scores[det_rows]
-    det_sort = np.lexsort((det_rows, det_order_key, key_rank[det_keys]))
+    det_keys = keys.pred[det_rows]
+    det_order_key = np.zeros(len(det_rows)) if options.in_given_order else -rows.pred_scores[det_rows]
+    det_sort = np.lexsort((det_rows, det_order_key, rows.key_rank[det_keys]))
     det_rows, det_cls, det_keys = det_rows[det_sort], det_cls[det_sort], det_keys[det_sort]
-    det_group = det_keys * n_classes + det_cls
+    return _Groups(gt_rows=gt_rows, gt_group=keys.gt[gt_rows] * n_classes + gt_cls,
+                   det_rows=det_rows, det_cls=det_cls, det_group=det_keys * n_classes + det_cls)
 
+
+def _match(inputs: _Inputs, rows: _Rows, groups: _Groups, iou: float) -> np.ndarray:
+    """(n_det,) bool: each detection (in order) takes its first-argmax-IoU GT of the same keyframe and
+    class (a NaN IoU counts as the maximum, as `np.argmax` does); a TP if IoU >= `iou` and that GT is free."""
     # (detection, GT) pairs of the same keyframe and class.
-    first_gt = np.searchsorted(gt_group, det_group, side="left")
-    n_pairs = np.searchsorted(gt_group, det_group, side="right") - first_gt
-    _raise_on_inverted_gt(gt, gt_source, gt_rows, gt_boxes, gt_group, det_group)
-    pair_det = np.repeat(np.arange(len(det_rows)), n_pairs)
+    first_gt = np.searchsorted(groups.gt_group, groups.det_group, side="left")
+    n_pairs = np.searchsorted(groups.gt_group, groups.det_group, side="right") - first_gt
+    _raise_on_inverted_gt(inputs.gt, inputs.gt_source, groups.gt_rows, rows.gt_boxes, groups.gt_group,
+                          groups.det_group)
+    pair_det = np.repeat(np.arange(len(groups.det_rows)), n_pairs)
     pair_starts = np.cumsum(n_pairs) - n_pairs
     pair_gt = first_gt[pair_det] + (np.arange(len(pair_det)) - pair_starts[pair_det])
-    pair_iou = _pairwise_iou(pred_boxes[det_rows[pair_det]], gt_boxes[gt_rows[pair_gt]])
+    pair_iou = _pairwise_iou(rows.pred_boxes[groups.det_rows[pair_det]], rows.gt_boxes[groups.gt_rows[pair_gt]])
 
     # First argmax per detection (NaN wins, as in np.argmax), then first-come matching.
-    is_tp = np.zeros(len(det_rows), dtype=bool)
+    is_tp = np.zeros(len(groups.det_rows), dtype=bool)
     with_pairs = np.flatnonzero(n_pairs > 0)
     if len(with_pairs):
         starts = pair_starts[with_pairs]
@@ -350,12 +559,17 @@ def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated
         cand_gt = pair_gt[chosen[candidate]]
         _, first = np.unique(cand_gt, return_index=True)  # cand_det is in detection order
         is_tp[cand_det[first]] = True
+    return is_tp
 
-    # Per-class ranking, PR curve and AP exactly as the reference.
-    det_scores = pred_scores[det_rows].astype(float_dtype)
-    by_class = np.argsort(det_cls, kind="stable")
-    class_bounds = np.searchsorted(det_cls[by_class], np.arange(n_classes + 1))
-    gt_counts_dense = np.bincount(np.searchsorted(evaluated, gt_class[gt_counted]), minlength=n_classes)
+
+def _result(inputs: _Inputs, rows: _Rows, groups: _Groups, is_tp: np.ndarray, options: _Options,
+            notes: dict) -> FrameMapResult:
+    """Per-class ranking, PR curve and AP exactly as the reference; mAP; the reference's metric names."""
+    evaluated, n_classes = inputs.evaluated, len(inputs.evaluated)
+    det_scores = rows.pred_scores[groups.det_rows].astype(options.float_dtype)
+    by_class = np.argsort(groups.det_cls, kind="stable")
+    class_bounds = np.searchsorted(groups.det_cls[by_class], np.arange(n_classes + 1))
+    gt_counts_dense = np.bincount(np.searchsorted(evaluated, rows.gt_class[rows.gt_counted]), minlength=n_classes)
 
     per_class_ap, pr_curves, gt_counts, det_counts = {}, {}, {}, {}
     ap_by_id = np.full(int(evaluated.max()), np.nan)
@@ -363,7 +577,7 @@ def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated
         members = by_class[class_bounds[index]:class_bounds[index + 1]]
         num_gt = int(gt_counts_dense[index])
         gt_counts[class_id], det_counts[class_id] = num_gt, len(members)
-        if num_gt == 0 or (protocol == "mmaction2-1.x" and len(members) == 0):
+        if num_gt == 0 or (options.mmaction_1x and len(members) == 0):
             per_class_ap[class_id] = float("nan")
             continue
         precision, recall, ap = _average_precision(np.array(det_scores[members]), is_tp[members], num_gt)
@@ -371,26 +585,29 @@ def _evaluate(gt, gt_source, pred, pred_source, exclusions, label_map, evaluated
         ap_by_id[class_id - 1] = ap
         pr_curves[class_id] = (precision, recall)
 
-    if protocol == "mmaction2-1.x":
+    if options.mmaction_1x:
         mean_ap = _nanmean(np.array([ap for ap in per_class_ap.values()]))
     else:
         mean_ap = _nanmean(ap_by_id)
-    map_name, class_prefix = metric_names(iou)
+    map_name, class_prefix = metric_names(options.iou)
     metrics = {map_name: mean_ap}
     for class_id in evaluated.tolist():
-        metrics[class_prefix + label_map[class_id]] = per_class_ap[class_id]
-    notes["gt_rows"], notes["pred_rows"] = n_gt, n_pred
-    notes["evaluated_gt_rows"], notes["evaluated_pred_rows"] = len(gt_rows), len(det_rows)
-    notes["missing_scores"] = int(pred.attrs.get("missing_scores", 0))
+        metrics[class_prefix + inputs.label_map[class_id]] = per_class_ap[class_id]
+    notes["gt_rows"], notes["pred_rows"] = len(inputs.gt), len(inputs.pred)
+    notes["evaluated_gt_rows"], notes["evaluated_pred_rows"] = len(groups.gt_rows), len(groups.det_rows)
+    notes["missing_scores"] = int(inputs.pred.attrs.get("missing_scores", 0))
+    notes["gt_rows_counted"] = int(sum(gt_counts.values()))
+    if "files" in inputs.pred.attrs:
+        notes["pred_files"] = list(inputs.pred.attrs["files"])
     return FrameMapResult(
         map=mean_ap, per_class_ap=per_class_ap, metrics=metrics,
-        label_map={c: label_map[c] for c in evaluated.tolist()}, gt_counts=gt_counts, det_counts=det_counts,
-        pr_curves=pr_curves, notes=notes, iou=iou, protocol=protocol,
+        label_map={c: inputs.label_map[c] for c in evaluated.tolist()}, gt_counts=gt_counts, det_counts=det_counts,
+        pr_curves=pr_curves, notes=notes, iou=options.iou, protocol=options.protocol,
     )
 
 
 # ----------------------------------------------------------------------------------------------------
-# Steps
+# Helpers
 
 
 def _top_k_per_key(keys: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: int) -> np.ndarray:
@@ -405,9 +622,15 @@ def _top_k_per_key(keys: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: in
     return out
 
 
+def _not_finite(boxes: np.ndarray) -> np.ndarray:
+    """Boxes with a NaN or infinite coordinate."""
+    return ~np.isfinite(boxes).all(axis=1)
+
+
 def _out_of_range(boxes: np.ndarray) -> np.ndarray:
+    """Finite boxes with a coordinate outside [0, 1] (NaN/inf ones are noted apart)."""
     with np.errstate(invalid="ignore"):
-        return ~((boxes >= 0) & (boxes <= 1)).all(axis=1)
+        return np.isfinite(boxes).all(axis=1) & ~((boxes >= 0) & (boxes <= 1)).all(axis=1)
 
 
 def _pairwise_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:

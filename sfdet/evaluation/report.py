@@ -1,4 +1,5 @@
-"""Reports of a `FrameMapResult`: aligned per-class table, JSON with every number, PNG (AP bars, PR curves)."""
+"""Reports of a `FrameMapResult`: aligned per-class table, input warnings, JSON with every number, PNG (AP bars,
+PR curves). Files are written through `sfdet.fileio.atomic_write` (temp file, fsync, rename)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from sfdet.evaluation.frame_map import CATEGORY_GROUPS, FrameMapResult, metric_names
+from sfdet.fileio import atomic_write, atomic_write_text
 
 
 def _ap_text(ap: float) -> str:
@@ -62,10 +64,38 @@ def input_warnings(result: FrameMapResult) -> list[str]:
                    "(as the reference does)")
     if notes.get("missing_scores"):
         out.append(f"pred: {notes['missing_scores']} rows have no score column; score 1.0 used (as the reference)")
+    if notes.get("pred_rows") == 0:
+        files = notes.get("pred_files") or ["<predictions table>"]
+        what = f"{files[0]} has" if len(files) == 1 else f"the {len(files)} prediction files have"
+        out.append(f"pred: {what} no rows: every class with GT gets AP 0")
+    if notes.get("duplicate_pred_rows"):
+        out.append(f"pred: {notes['duplicate_pred_rows']} duplicated rows (same video, timestamp, box and class as "
+                   f"an earlier row) count as false positives, as in the reference; first: "
+                   f"{notes['first_duplicate_pred_row']}")
+    for side, count in notes.get("non_finite_boxes", {}).items():
+        if count:
+            out.append(f"{side}: {count} boxes with a coordinate that is not a number (NaN or inf), used as given "
+                       f"(as the reference); first at {notes['first_non_finite_box'][side]}")
     for side, count in notes.get("out_of_range_boxes", {}).items():
         if count:
-            out.append(f"{side}: {count} boxes outside [0,1] (used as given; are they normalised?)")
+            first = notes.get("first_out_of_range_box", {}).get(side)
+            out.append(f"{side}: {count} boxes outside [0,1] (used as given; are they normalised?)"
+                       + (f"; first at {first}" if first else ""))
     return out
+
+
+def no_gt_left(result: FrameMapResult, gt_source: str = "the GT") -> str | None:
+    """One line saying why no GT instance is left to evaluate (the mAP would be NaN), or None."""
+    notes = result.notes
+    if notes.get("gt_rows_counted", sum(result.gt_counts.values())):
+        return None
+    unknown = sum(notes.get("gt_rows_with_class_not_in_label_map", {}).values())
+    reasons = [(unknown, "have class ids not in the label map"),
+               (notes.get("gt_rows_not_in_classes", 0), "are of classes left out by --classes"),
+               (notes.get("excluded_gt_rows", 0), "are on excluded keyframes")]
+    why = "; ".join(f"{n} {text}" for n, text in reasons if n)
+    return (f"{gt_source}: none of its {notes.get('gt_rows', 0)} rows is left to evaluate"
+            + (f" ({why})" if why else "") + ": no class has GT, so the mAP is undefined")
 
 
 def to_json(result: FrameMapResult) -> dict:
@@ -98,10 +128,8 @@ def to_json(result: FrameMapResult) -> dict:
 
 
 def write_json(result: FrameMapResult, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_json(result), indent=2) + "\n")
-    return path
+    """`to_json` as indented JSON, written atomically (a crash leaves the previous file or the new one)."""
+    return atomic_write_text(path, json.dumps(to_json(result), indent=2) + "\n")
 
 
 def write_plot(result: FrameMapResult, path) -> Path:
@@ -138,8 +166,9 @@ def write_plot(result: FrameMapResult, path) -> Path:
     if picks:
         curves.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
+    return Path(path)

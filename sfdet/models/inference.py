@@ -11,7 +11,7 @@ What it does, and why each step is kept (`scripts/bench_model.py` measures them)
   - low precision ("bf16", "fp16"): the backbone's weights are cast once (no
     per-call autocast casts); the RoI head stays float32 because boxes in bf16
     lose whole pixels (bf16 has 8 significant bits). Only worth it on CUDA and
-    on CPUs with AVX512-BF16 / AMX (`fast_low_precision_available`).
+    on CPUs with AVX512-BF16 / AMX (`sfdet.devices.fast_low_precision_available`).
   - `torch.inference_mode` around the forward: no autograd bookkeeping.
   - `torch.compile` (optional, off by default): compiles slowly and, measured
     on CPU, barely helps once the above are in place.
@@ -27,13 +27,13 @@ import copy
 import torch
 from torch import nn
 
+from sfdet.devices import CONCRETE_PRECISIONS as PRECISIONS
 from sfdet.errors import ConfigError
 from sfdet.models.detector import ActionDetector
 from sfdet.models.nonlocal_block import NonLocal
 from sfdet.models.resnet3d import BasicBlock, BottleneckBlock, ProjectionShortcut, Stem
 from sfdet.models.slowfast import Lateral
 
-PRECISIONS = ("fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 # (conv, bn) attribute pairs whose forward is exactly `bn(conv(x))`, per module class.
@@ -74,18 +74,6 @@ def fold_batch_norms(model: nn.Module) -> int:
                 setattr(module, bn_name, nn.Identity())
                 folded += 1
     return folded
-
-
-def fast_low_precision_available(device: torch.device | str = "cpu") -> bool:
-    """Whether bf16 convolutions are fast here: any CUDA GPU, or a CPU with AVX512-BF16 or AMX tiles."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return True
-    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
-        return False
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-    avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-    return bool(amx or avx512_bf16)
 
 
 class Conv3dAs2d(nn.Module):

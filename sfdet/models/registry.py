@@ -6,9 +6,9 @@ val frame-mAP its authors report. `fetch(name)` downloads the file once into
 the torch hub cache (`torch.hub.get_dir()/checkpoints/<file>`), the same place
 torch.hub and PyTorchVideo use, so a file already downloaded by them is reused.
 
-Each entry also states the input its model was trained and evaluated on
-(`input_spec()`, in `DataConfig` field names), so prediction rebuilds the
-exact clips: all published models read RGB on [0, 1] normalised with mean
+Each entry also holds the clip recipe its model was trained and evaluated
+with (`entry.recipe`, a `ClipRecipe`), so prediction rebuilds the exact
+clips: all published models read RGB on [0, 1] normalised with mean
 0.45 / std 0.225, a full frame with short side 256 at test time
 (PySlowFast `DATA.TEST_CROP_SIZE: 256` in configs/AVA/c2/*.yaml; PyTorchVideo's
 detection tutorial `crop_size=256`), the Slow pathway packed with
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -37,7 +36,9 @@ import torch
 from tqdm import tqdm
 
 from sfdet.errors import CheckpointError
+from sfdet.fileio import atomic_write
 from sfdet.models.config import ModelConfig
+from sfdet.models.recipe import ClipRecipe
 
 PYSLOWFAST_AVA = "https://dl.fbaipublicfiles.com/pyslowfast/model_zoo/ava"
 PYTORCHVIDEO_AVA = "https://dl.fbaipublicfiles.com/pytorchvideo/model_zoo/ava"
@@ -49,6 +50,15 @@ INPUT_STD = (0.225, 0.225, 0.225)
 TEST_SHORT_SIDE = 256
 SLOW_SAMPLING = "linspace"
 AVA_FPS = 30.0  # AVA's frames: `ffmpeg -ss 900 -t 901 -i in.mp4 -r 30` (PySlowFast dataset/DATASET.md)
+
+
+def ava_recipe(num_frames: int, sampling_rate: int, alpha: int | None) -> ClipRecipe:
+    """The clips of a published AVA model: `num_frames` x `sampling_rate` on AVA's 30 fps frame grid, the
+    Slow pathway packed with linspace, test short side 256, mean 0.45 / std 0.225. The time offset stays 0:
+    prediction reads any video from its start (AVA's own 900 s offset is a property of the dataset)."""
+    return ClipRecipe(num_frames=num_frames, sampling_rate=sampling_rate, alpha=alpha, slow_sampling=SLOW_SAMPLING,
+                      test_short_side=TEST_SHORT_SIDE, mean=INPUT_MEAN, std=INPUT_STD, video_resample_fps=AVA_FPS)
+
 
 # PySlowFast's R101 AVA models (configs/AVA/c2/SLOWFAST_*_R101_50_50*.yaml): lateral
 # kernel 5, temporal kernels only in the first [3, 4, 6, 3] blocks of each stage,
@@ -74,8 +84,7 @@ class PublishedModel:
     # (informative: loading always detects the format from the content).
     format: str
     model_config: dict
-    num_frames: int  # frames of the densest pathway (Fast, or Slow for slow-only)
-    sampling_rate: int  # raw-frame stride between those frames
+    recipe: ClipRecipe  # how its clips are made (frames x stride, alpha, Slow packing, short side, mean/std, fps grid)
     ava_version: str
     reported_map: float  # val frame-mAP@0.5 IoU, as reported by the authors
     pretrain: str
@@ -83,12 +92,6 @@ class PublishedModel:
     sha256: str | None = None
     size_bytes: int | None = None
     notes: str = ""
-    # Input facts, the same for every published model today (module docstring).
-    slow_sampling: str = SLOW_SAMPLING
-    test_short_side: int = TEST_SHORT_SIDE
-    mean: tuple[float, float, float] = INPUT_MEAN
-    std: tuple[float, float, float] = INPUT_STD
-    frame_rate: float = AVA_FPS  # the rate of the frames the clips were cut from
 
     @property
     def file_name(self) -> str:
@@ -99,18 +102,6 @@ class PublishedModel:
 
     def label_map(self) -> dict[int, str]:
         return bundled_label_map(self.label_map_file)
-
-    def input_spec(self) -> dict:
-        """How the model's clips are made, as `DataConfig` fields (what `sfdet predict` builds its clips from)."""
-        return {
-            "num_frames": self.num_frames,
-            "sampling_rate": self.sampling_rate,
-            "slow_sampling": self.slow_sampling,
-            "test_short_side": self.test_short_side,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "video_resample_fps": self.frame_rate,
-        }
 
 
 def bundled_label_map(file_name: str = AVA_80_CLASSES) -> dict[int, str]:
@@ -129,8 +120,7 @@ MODELS: dict[str, PublishedModel] = {
             url=f"{PYTORCHVIDEO_AVA}/SLOWFAST_8x8_R50_DETECTION.pyth",
             format="pytorchvideo",
             model_config={"arch": "slowfast", "depth": 50},
-            num_frames=32,
-            sampling_rate=2,
+            recipe=ava_recipe(32, 2, alpha=4),
             ava_version="2.2",
             reported_map=24.67,
             pretrain="Kinetics-400",
@@ -140,8 +130,7 @@ MODELS: dict[str, PublishedModel] = {
             url=f"{PYTORCHVIDEO_AVA}/SLOW_4x16_R50_DETECTION.pyth",
             format="pytorchvideo",
             model_config={"arch": "slow", "depth": 50},
-            num_frames=4,
-            sampling_rate=16,
+            recipe=ava_recipe(4, 16, alpha=None),
             ava_version="2.2",
             reported_map=19.5,
             pretrain="Kinetics-400",
@@ -151,8 +140,7 @@ MODELS: dict[str, PublishedModel] = {
             url=f"{PYSLOWFAST_AVA}/SLOWFAST_32x2_R101_50_50.pkl",
             format="pyslowfast",
             model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
-            num_frames=32,
-            sampling_rate=2,
+            recipe=ava_recipe(32, 2, alpha=4),
             ava_version="2.2",
             reported_map=29.1,
             pretrain="Kinetics-600",
@@ -163,8 +151,7 @@ MODELS: dict[str, PublishedModel] = {
             url=f"{PYSLOWFAST_AVA}/SLOWFAST_32x2_R101_50_50_v2.1.pkl",
             format="caffe2",
             model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
-            num_frames=32,
-            sampling_rate=2,
+            recipe=ava_recipe(32, 2, alpha=4),
             ava_version="2.1",
             reported_map=28.2,
             pretrain="Kinetics-600",
@@ -174,8 +161,7 @@ MODELS: dict[str, PublishedModel] = {
             url=f"{PYSLOWFAST_AVA}/SLOWFAST_64x2_R101_50_50.pkl",
             format="auto",
             model_config={"arch": "slowfast", **_PYSLOWFAST_R101_NL},
-            num_frames=64,
-            sampling_rate=2,
+            recipe=ava_recipe(64, 2, alpha=4),
             ava_version="2.2",
             reported_map=29.4,
             pretrain="Kinetics-600",
@@ -221,33 +207,30 @@ def file_problem(path: Path, entry: PublishedModel) -> str | None:
 
 
 def download(url: str, destination: Path, opener: Callable = urllib.request.urlopen, progress: bool = True) -> None:
-    """Stream `url` into `destination` (via a `.part` file, so an interrupted download leaves nothing behind).
+    """Stream `url` into `destination` (through `sfdet.fileio.atomic_write`, so an interrupted download
+    leaves nothing behind).
 
     Offline or interrupted, one CheckpointError names the URL and where to put the file by hand.
     `opener(url)` must return a context manager with `.read(n)` (and optionally `.headers`).
     """
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".part")
     try:
-        with opener(url) as response, open(partial, "wb") as out:
+        with opener(url) as response, atomic_write(destination, "wb") as out:
             length = response.headers.get("Content-Length") if getattr(response, "headers", None) else None
             expected = int(length) if length else None
+            received = 0
             with tqdm(total=expected, unit="B", unit_scale=True, desc=destination.name, disable=not progress) as bar:
                 for chunk in iter(lambda: response.read(1 << 20), b""):
                     out.write(chunk)
+                    received += len(chunk)
                     bar.update(len(chunk))
-        received = partial.stat().st_size
-        if expected is not None and received != expected:
-            raise OSError(f"connection closed after {received} of {expected} bytes")
-        os.replace(partial, destination)
+            if expected is not None and received != expected:
+                raise OSError(f"connection closed after {received} of {expected} bytes")
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise CheckpointError(
             f"cannot download {url} ({reason}); without network access, download it elsewhere "
             f"and put it at {destination}"
         ) from None
-    finally:
-        partial.unlink(missing_ok=True)
 
 
 def fetch(

@@ -1,7 +1,7 @@
 """Streaming prediction (`sfdet predict`): video -> person boxes -> tracks -> actions -> outputs.
+(The person detectors live in `sfdet.persons`.)
 
     stream.py     background decoding, keyframe centres, the ring buffer of prepared frames
-    detectors.py  person detectors behind one interface (torchvision, detectron2, precomputed boxes)
     tracking.py   person ids across keyframes (IoU + Hungarian)
     actions.py    the action model: clip settings, the evaluation path's preprocessing, batched scoring
     writers.py    AVA CSV, tracks CSV and JSON Lines, written keyframe by keyframe

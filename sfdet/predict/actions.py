@@ -7,29 +7,33 @@ equals the transformed clip), boxes go through the same transform, and
 clips are packed into pathways as `clip_sampling.pack_pathways` does (channels-last, see `ActionPredictor`).
 
 Clip settings (`DataConfig`: frames, stride, Slow sampling, short side,
-mean/std, frame-rate grid, time offset) come from, in order: `--config`, the
-training config stored in an sfdet checkpoint (`CheckpointInfo.train_config`),
-or the input facts of the file or of a published model's registry entry
-(`CheckpointInfo.input_hints`).
+mean/std, frame-rate grid, time offset) come from, in order: `--config`
+(explicit wins), the clip recipe the checkpoint carries (`CheckpointInfo.recipe`:
+stored by `sfdet train` / `sfdet convert`, a registry entry's, a PySlowFast
+cfg's, or derived from an older checkpoint's training config), or, for a
+PyTorchVideo / PySlowFast file whose architecture equals a registry model's,
+that model's recipe (one line says so). Anything else: one line asking for `--config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Callable
 
 import numpy as np
 import torch
 
-from sfdet.config import Config, from_dict, load_config
+from sfdet.config import Config, load_config
 from sfdet.data.clip_sampling import clip_offsets, slow_indices
 from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
-from sfdet.engine.precision import resolve_precision
-from sfdet.models.inference import optimize_for_inference
+from sfdet.devices import resolve_precision
 from sfdet.errors import ConfigError
+from sfdet.models.checkpoint import CheckpointInfo, registry_recipe
+from sfdet.models.inference import optimize_for_inference
+from sfdet.models.recipe import ClipRecipe
+from sfdet.typed_config import from_dict
 
 DEFAULT_MODEL = "slowfast_r50_detection"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 # Keyframe clips per forward pass when --batch-size is not given: a GPU needs bigger batches to be busy.
 DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
 
@@ -38,37 +42,32 @@ def default_batch_size(device: torch.device) -> int:
     return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE["cpu"])
 
 
-def pick_device(name: str) -> torch.device:
-    """`--device cpu|cuda|auto` (under torchrun, CUDA device = LOCAL_RANK)."""
-    import os
-
-    if name not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"--device must be cpu, cuda or auto, got '{name}'")
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available; use --device cpu or auto")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    return torch.device("cuda", local_rank % torch.cuda.device_count())
+def recipe_data_config(recipe: ClipRecipe, base: DataConfig | None = None) -> DataConfig:
+    """`base` (default: DataConfig's defaults) with the recipe's clip fields (checked as DataConfig values)."""
+    return recipe.apply_to(base if base is not None else DataConfig())
 
 
-def clip_settings(weights: str, info, config_path: str | None = None, overrides: list[str] = ()) -> DataConfig:
+def clip_settings(weights: str, info: CheckpointInfo, config_path: str | None = None, overrides: list[str] = (),
+                  log: Callable[[str], None] = print) -> DataConfig:
     """The DataConfig whose clip/test-transform fields match how the model was trained (see module doc).
 
-    `info` is the `CheckpointInfo` of the loaded weights.
+    `info` is the `CheckpointInfo` of the loaded weights; `log` prints the line that says a registry
+    model's recipe is used.
     """
     if config_path is not None or overrides:
         return load_config(config_path, overrides).data
-    if info.train_config is not None:
+    if info.recipe is not None:
+        return recipe_data_config(info.recipe)
+    if info.train_config is not None:  # stored, but no recipe could be read from it: say what is wrong
         try:
             return from_dict(Config, info.train_config).data
         except ConfigError as exc:
             raise ConfigError(f"{weights}: its stored training config is invalid ({exc}); "
                               "pass the training config with --config YAML") from None
-    data_fields = {f.name for f in dataclasses.fields(DataConfig)}
-    hints = {key: value for key, value in info.input_hints.items() if key in data_fields}
-    if hints:
-        return from_dict(DataConfig, hints, prefix="data")
+    match = registry_recipe(info, str(weights))
+    if match is not None:
+        log(match.note)
+        return recipe_data_config(match.recipe)
     raise ConfigError(
         f"{weights} does not say how its clips were made (frames, stride, short side); "
         "pass the training config with --config YAML"
@@ -96,19 +95,18 @@ class ActionPredictor:
         precision: str = "auto",
         name: str = "",
     ):
-        if precision not in PRECISIONS:
-            raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
         # auto: bf16 on a CUDA GPU with bf16 and on CPUs with AMX / AVX512-BF16 (toy val frame-mAP equal to
         # fp32's, see the README), fp32 elsewhere; `--precision fp32` gives scores exact to ~1e-5.
-        precision = resolve_precision(precision, device)
-        if precision == "fp16" and device.type != "cuda":
+        onnx = getattr(model, "is_onnx", False)  # an ONNX Runtime model (sfdet.export.onnx_runtime): runs as it is
+        precision = model.precision if onnx else resolve_precision(precision, device, key="--precision")
+        if precision == "fp16" and device.type != "cuda" and not onnx:
             raise ConfigError("--precision fp16 needs CUDA; use bf16 or fp32 on CPU")
         num_classes = model.cfg.num_classes
         if len(label_map) != num_classes:
             raise ConfigError(f"the label map has {len(label_map)} classes but the model outputs {num_classes}")
         # BN folded into the convs, channels-last memory, weights cast once for bf16/fp16
         # (`sfdet.models.inference`; same scores to ~1e-5 in fp32); it runs in its own precision.
-        self.model = optimize_for_inference(model.eval().to(device), precision)
+        self.model = model if onnx else optimize_for_inference(model.eval().to(device), precision)
         self.cfg = data_cfg
         self.label_map = dict(label_map)
         self.device = device
@@ -170,6 +168,7 @@ class ActionPredictor:
             "test_short_side": cfg.test_short_side,
             "video_resample_fps": cfg.video_resample_fps,
             "precision": self.precision,
+            "backend": "onnxruntime" if getattr(self.model, "is_onnx", False) else "torch",
         }
 
 
@@ -180,14 +179,22 @@ def load_action_predictor(
     config_path: str | None = None,
     overrides: list[str] = (),
     label_map_path: str | None = None,
+    log: Callable[[str], None] = print,
+    backend: str = "torch",
 ) -> ActionPredictor:
     """`--weights` (a file or registry name; default the PyTorchVideo SlowFast R50) -> ActionPredictor."""
     from sfdet.data.ava import read_label_map
     from sfdet.models import load_checkpoint
 
     weights = weights or DEFAULT_MODEL
+    if backend == "onnxruntime":  # the action model on ONNX Runtime (an .onnx file, or exported on the fly)
+        from sfdet.export.onnx_runtime import load_for_predict
+
+        model, data_cfg, label_map = load_for_predict(weights, device, precision, config_path, overrides,
+                                                      label_map_path, log=log)
+        return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))
     label_map = read_label_map(label_map_path) if label_map_path else None
     model, info = load_checkpoint(weights, label_map=label_map)
-    data_cfg = clip_settings(weights, info, config_path, overrides)
+    data_cfg = clip_settings(weights, info, config_path, overrides, log=log)
     label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(model.cfg.num_classes)}
     return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))

@@ -34,9 +34,10 @@ import torch
 from tqdm import tqdm
 
 from sfdet.data.config import DataConfig
-from sfdet.errors import SfdetError
+from sfdet.errors import DataError, SfdetError
+from sfdet.persons import PersonDetector
+from sfdet.persons.precomputed import PrecomputedDetector, timestamp_key
 from sfdet.predict.actions import ActionPredictor
-from sfdet.predict.detectors import PersonDetector
 from sfdet.predict.render import Overlay, VideoRenderer
 from sfdet.predict.stream import FrameRing, FrameStream, every
 from sfdet.predict.tracking import IouTracker
@@ -107,6 +108,15 @@ class _Keyframe:
     clip: torch.Tensor | None = None  # (3, T, H', W') once its window is complete
 
 
+class _NoBoxesMatched(DataError):
+    """`--boxes` listed none of a video's keyframes: its (empty) outputs are removed."""
+
+
+def _timestamp_range(timestamps) -> str:
+    low, high = float(min(timestamps)), float(max(timestamps))
+    return f"{low:g} s" if low == high else f"{low:g}-{high:g} s"
+
+
 def _keyframe_times(options: PredictOptions, time_offset: float) -> tuple[Sequence[float] | Iterable[float], dict]:
     """Video times of the keyframes, and video time -> the timestamp written in the outputs."""
     if options.timestamps is not None:
@@ -140,9 +150,20 @@ class _VideoRun:
         self.pending: deque[_Keyframe] = deque()  # detected, window not complete yet
         self.batch: list[_Keyframe] = []
         self.result = VideoResult(video)
-        self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold)
-        self.renderer = VideoRenderer(video, paths.video, self.info.fps) if paths.video is not None else None
         self.paths = paths
+        self.keyframe_timestamps: list[float] = []  # of the keyframes detected so far
+        # Precomputed boxes that cannot match this video (id absent, timestamps off): an error before any output.
+        problem = self._boxes_problem()
+        if problem is not None:
+            raise DataError(f"{video}: {problem}")
+        self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold)
+        try:
+            self.renderer = VideoRenderer(video, paths.video, self.info.fps) if paths.video is not None else None
+        except BaseException:
+            self.writer.close()
+            for path in paths.all():
+                path.unlink(missing_ok=True)
+            raise
 
     def timestamp(self, time_s: float) -> float:
         return self._timestamp_of.get(time_s, round(time_s + self.time_offset, 6))
@@ -163,16 +184,78 @@ class _VideoRun:
             while self.pending:  # the video ended: the windows repeat its last frame
                 self._enqueue(self.pending.popleft(), num_frames=self.ring.last_index + 1)
             self._flush()
+            self._check_boxes_matched()
             self._finish(started)
-        except SfdetError:
-            if self.writer.keyframes_written == 0:  # nothing predicted: leave no half-empty outputs behind
+        except Exception as exc:
+            # Nothing predicted: leave no half-empty outputs behind. Midway: the finished keyframes stay
+            # (the JSONL has no `end` record, so `--resume` redoes the video).
+            if self.writer.keyframes_written == 0 or isinstance(exc, _NoBoxesMatched):
                 self._close()
                 for path in self.paths.all():
                     path.unlink(missing_ok=True)
+                self.writer.keyframes_written = 0
             raise
         finally:
             self._close()
         return self.result
+
+    # -- precomputed boxes that match nothing -----------------------------------------------------
+
+    def _boxes_problem(self) -> str | None:
+        """Why `--boxes` cannot give this video any box, judged before decoding (None: some may match).
+
+        The video id must be in the file, and some of the file's timestamps for it must be keyframes of
+        this run: on the `--keyframe-rate` grid (or among `--timestamps`) once the time offset is taken off,
+        and not before the video's start. Timestamps past the video's end show only once it is decoded
+        (`_check_boxes_matched`): headers may lie about the duration.
+        """
+        detector = self.detector
+        if not isinstance(detector, PrecomputedDetector):
+            return None
+        problem = detector.missing_id_problem(self.video_id)
+        if problem is not None:
+            return problem
+        listed = detector.timestamps(self.video_id)
+        if self.options.timestamps is not None:
+            wanted = {timestamp_key(t) for t in self.options.timestamps}
+            matches = [t for t in listed if timestamp_key(t) in wanted]
+        else:
+            rate = self.options.keyframe_rate
+            video_times = listed - self.time_offset
+            steps = np.round(video_times * rate)
+            on_grid = [timestamp_key(round(k * (1.0 / rate) + self.time_offset, 6)) == timestamp_key(t)
+                       for k, t in zip(steps, listed)]
+            matches = listed[np.asarray(on_grid, bool) & (steps >= 0)]
+        if len(matches):
+            return None
+        return self._no_match_line(self._planned_keyframes())
+
+    def _planned_keyframes(self) -> str:
+        """The timestamps this run's keyframes will have, as far as known before decoding."""
+        if self.options.timestamps is not None:
+            return _timestamp_range(self.options.timestamps)
+        rate, info = self.options.keyframe_rate, self.info
+        duration = info.duration or (info.num_frames / info.fps if info.num_frames and info.fps else 0.0)
+        every_s = f"every {1 / rate:g} s"
+        if duration <= 0:
+            return f"from {self.time_offset:g} s, {every_s}"
+        last = np.floor(duration * rate + 1e-6) / rate + self.time_offset
+        return f"{_timestamp_range([self.time_offset, last])}, {every_s}"
+
+    def _no_match_line(self, keyframes: str) -> str:
+        listed = self.detector.timestamps(self.video_id)
+        return (f"none of its keyframes (timestamps {keyframes}; time offset {self.time_offset:g}) is in "
+                f"{self.detector.path}, whose rows for {self.video_id!r} have timestamps {_timestamp_range(listed)} "
+                f"({len(listed)} keyframe(s)); set --time-offset to the timestamp of the video's first frame "
+                "(AVA: 900), or --timestamps / --keyframe-rate to the file's keyframes")
+
+    def _check_boxes_matched(self) -> None:
+        """After the last keyframe: precomputed boxes listed none of them (e.g. all past the video's end)."""
+        detector = self.detector
+        if isinstance(detector, PrecomputedDetector) and not detector.has_boxes_for(self.video_id,
+                                                                                    self.keyframe_timestamps):
+            keyframes = _timestamp_range(self.keyframe_timestamps) if self.keyframe_timestamps else "none"
+            raise _NoBoxesMatched(f"{self.video}: {self._no_match_line(keyframes)}")
 
     def _write_header(self) -> None:
         info, options = self.info, self.options
@@ -194,6 +277,7 @@ class _VideoRun:
         """Persons of a keyframe, on its full-resolution centre frame."""
         tick = time.perf_counter()
         timestamp = self.timestamp(time_s)
+        self.keyframe_timestamps.append(timestamp)
         boxes_xyxy_abs, scores = self.detector(frame_rgb, self.video_id, timestamp)
         height, width = frame_rgb.shape[:2]
         boxes_norm = boxes_xyxy_abs / np.array([width, height, width, height], dtype=np.float32)

@@ -9,12 +9,14 @@ consumer keeps only the last few prepared frames in a ring buffer
 only for keyframe centres (the person detector reads it), so memory does not
 grow with the video's length.
 
-Frame timing follows `sfdet.data.video`: frame times are presentation
-timestamps from the stream's start, and a keyframe's centre is the decoded
-frame nearest to its time (ties: the earlier frame), so a streamed clip is the
-clip the Dataset reads. With `resample_fps` (`data.video_resample_fps`) the
-stream is the Dataset's fixed-rate grid instead (`resample_frames`, built on
-`sfdet.data.video.resample_to_grid`): a repeated frame is prepared once.
+Frame timing is `sfdet.data.timing`'s, as for the Dataset: frame times are
+presentation timestamps from the stream's start, and a keyframe's centre is
+the decoded frame nearest to its time (ties: the earlier frame), decided
+incrementally by `timing.CentreMatcher`, so a streamed clip is the clip the
+Dataset reads. With `resample_fps` (`data.video_resample_fps`) the stream is
+the Dataset's fixed-rate grid instead (`resample_frames`, built on
+`timing.resample_to_grid`; centres by `timing.grid_centre`): a repeated frame
+is prepared once. A keyframe is inside the video by `timing.past_the_end`.
 Damaged packets are skipped with a warning and decoding goes on; what was
 decoded is kept.
 """
@@ -34,12 +36,19 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import av
 import numpy as np
 
-from sfdet.data.clip_sampling import END_TOLERANCE_FRAMES, clamped_indices
-from sfdet.data.video import VideoInfo, VideoReader, frame_to_rgb, rate_fraction, resample_to_grid
+from sfdet.data.clip_sampling import clamped_indices
+from sfdet.data.timing import (
+    CentreMatcher,
+    DecodeReport,
+    VideoFile,
+    VideoInfo,
+    frame_period_s,
+    past_the_end,
+    rate_fraction,
+    resample_to_grid,
+)
+from sfdet.data.video import frame_to_rgb
 from sfdet.errors import DataError
-
-# Give up on a file after this many damaged packets in a row: it is not a video any more.
-MAX_CONSECUTIVE_BAD_PACKETS = 100
 
 
 class FrameImage:
@@ -75,27 +84,10 @@ class DecodedFrame:
         return self.image.rgb()
 
 
-@dataclass
-class DecodeReport:
-    """What went wrong while decoding (shown as warnings, written to the JSON `end` record)."""
-
-    frames: int = 0
-    bad_packets: int = 0
-    stopped_early: bool = False  # gave up after too many damaged packets in a row
-
-    def warnings(self, path: Path) -> list[str]:
-        out = []
-        if self.bad_packets:
-            out.append(f"{path}: skipped {self.bad_packets} damaged packet(s); kept the {self.frames} frames decoded")
-        if self.stopped_early:
-            out.append(f"{path}: too many damaged packets in a row; stopped decoding after {self.frames} frames")
-        return out
-
-
 def open_video(path: str | Path) -> VideoInfo:
     """Header of a video, or one `DataError` for a missing, unreadable or audio-only file."""
-    with VideoReader(path) as reader:
-        return reader.info
+    with VideoFile(path) as file:
+        return file.info
 
 
 def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded: bool = True) -> Iterator[DecodedFrame]:
@@ -105,35 +97,9 @@ def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded
     the other work of the process already uses every core (a CPU model): extra threads only contend.
     """
     report = report if report is not None else DecodeReport()
-    open_video(path)  # one clear DataError for a bad file before anything else
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO" if threaded else "NONE"
-        start_pts = stream.start_time if stream.start_time is not None else 0
-        time_base = stream.time_base
-        consecutive_bad = 0
-        packets = container.demux(stream)
-        while True:
-            try:
-                packet = next(packets)
-                frames = packet.decode()
-                consecutive_bad = 0
-            except StopIteration:
-                break
-            except av.error.FFmpegError:
-                report.bad_packets += 1
-                consecutive_bad += 1
-                if consecutive_bad >= MAX_CONSECUTIVE_BAD_PACKETS:
-                    report.stopped_early = True
-                    break
-                continue
-            for frame in frames:
-                if frame.pts is None:
-                    raise DataError(f"{path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
-                time = (frame.pts - start_pts) * time_base
-                index = report.frames
-                yield DecodedFrame(index, float(time), FrameImage(frame, 0 if threaded else 1), index, time)
-                report.frames += 1
+    with VideoFile(path, threaded=threaded) as file:
+        for index, (shown, frame) in enumerate(file.timed_frames(report)):
+            yield DecodedFrame(index, float(shown), FrameImage(frame, 0 if threaded else 1), index, shown)
 
 
 def resample_frames(frames: Iterable[DecodedFrame], fps: float, frame_period: Fraction) -> Iterator[DecodedFrame]:
@@ -145,38 +111,6 @@ def resample_frames(frames: Iterable[DecodedFrame], fps: float, frame_period: Fr
     rate = rate_fraction(fps)
     for k, frame in resample_to_grid(((f.exact_time, f) for f in frames), rate, frame_period):
         yield DecodedFrame(k, float(k / rate), frame.image, frame.source_index, Fraction(k) / rate)
-
-
-class NearestFrameMatcher:
-    """Matches increasing keyframe times to decoded frames as they arrive (one frame of lookahead).
-
-    A keyframe's centre is the frame nearest to it (ties: the earlier one), exactly as
-    `sfdet.data.video.VideoReader` picks it; it is decided by the first frame after the keyframe.
-    """
-
-    def __init__(self, keyframe_times: Iterable[float]):
-        self._pending = iter(keyframe_times)
-        self._upcoming = next(self._pending, None)
-        self._previous: tuple[int, float] | None = None  # (index, time) of the last frame
-
-    def add_frame(self, index: int, time: float) -> list[tuple[float, int]]:
-        """The `(keyframe_time, centre_index)` pairs that frame `index` at `time` decides."""
-        decided = []
-        while self._upcoming is not None and self._upcoming < time:
-            previous = self._previous
-            if previous is None or time - self._upcoming < self._upcoming - previous[1]:
-                decided.append((self._upcoming, index))
-            else:
-                decided.append((self._upcoming, previous[0]))
-            self._upcoming = next(self._pending, None)
-        self._previous = (index, time)
-        return decided
-
-    def remaining(self) -> Iterator[float]:
-        """Keyframes not decided yet: at the end of the stream, their nearest frame is the last one."""
-        if self._upcoming is not None:
-            yield self._upcoming
-            yield from self._pending
 
 
 @dataclass
@@ -287,19 +221,17 @@ class FrameStream:
                 needed.update(max(0, centre + o) for o in offsets)
                 reach = max(reach, centre + offsets[-1])
 
-        matcher = NearestFrameMatcher(self._keyframe_times)
-        last_period = 1.0 / (self.resample_fps or self.info.fps)
+        grid = rate_fraction(self.resample_fps) if self.resample_fps else None
+        matcher = CentreMatcher(self._keyframe_times, grid_fps=grid)
         frames = decode_frames(self.path, self.report, threaded=self._threaded_decode)
-        if self.resample_fps:
-            frames = resample_frames(frames, self.resample_fps, 1 / rate_fraction(self.info.fps))
+        if grid is not None:
+            frames = resample_frames(frames, grid, self.info.frame_period)
         while True:
             tick = time.perf_counter()
             frame = next(frames, None)
             if frame is None:
                 break
             item = StreamItem(frame.index, frame.time, None, frame.source_index)
-            if waiting:
-                last_period = max(frame.time - waiting[-1][0].time, 1e-6)
             for t, centre in matcher.add_frame(frame.index, frame.time):
                 place(t, centre, item if centre == frame.index else waiting[-1][0])
             waiting.append((item, frame))
@@ -310,8 +242,11 @@ class FrameStream:
         if not waiting:
             raise DataError(f"{self.path}: no decodable video frame (empty or damaged file); re-encode or remove it")
         last = waiting[-1][0]
+        # The last frame's time and period as the Dataset's readers check a keyframe against them.
+        period = frame_period_s(self.info.fps, grid)
+        last_time = last.time if grid is None else last.index * period
         for t in matcher.remaining():
-            if t <= last.time + END_TOLERANCE_FRAMES * last_period:
+            if not past_the_end(t, last_time, period):
                 place(t, last.index, last)
             else:  # after the end of the video
                 self.dropped_keyframes.append(t)

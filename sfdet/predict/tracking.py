@@ -13,19 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-
-def box_iou_xyxy(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """(N,4) x (M,4) xyxy boxes (any one convention) -> (N,M) IoU, no +1 in the areas."""
-    boxes_a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    boxes_b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    area_a = (boxes_a[:, 2] - boxes_a[:, 0]) * (boxes_a[:, 3] - boxes_a[:, 1])
-    area_b = (boxes_b[:, 2] - boxes_b[:, 0]) * (boxes_b[:, 3] - boxes_b[:, 1])
-    top_left = np.maximum(boxes_a[:, None, :2], boxes_b[None, :, :2])
-    bottom_right = np.minimum(boxes_a[:, None, 2:], boxes_b[None, :, 2:])
-    wh = np.clip(bottom_right - top_left, 0.0, None)
-    inter = wh[..., 0] * wh[..., 1]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+from sfdet.boxes import box_iou
 
 
 @dataclass
@@ -59,7 +47,7 @@ class IouTracker:
         track_ids = np.full(len(boxes_xyxy), -1, dtype=np.int64)
         matched_tracks: set[int] = set()
         if self._tracks and len(boxes_xyxy):
-            iou = box_iou_xyxy(np.stack([t.box for t in self._tracks]), boxes_xyxy)
+            iou = box_iou(np.stack([t.box for t in self._tracks]), boxes_xyxy)
             # Gate before assigning, so a pair below min_iou never displaces a valid one.
             gated_iou = np.where(iou >= self.min_iou, iou, 0.0)
             rows, cols = linear_sum_assignment(gated_iou, maximize=True)

@@ -18,13 +18,15 @@ Every write is flushed at once, so Ctrl-C or a crash loses no finished keyframe.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sfdet.data.ava import format_timestamp
+from sfdet.data.ava import csv_field, format_timestamp
 
 
 @dataclass
@@ -47,6 +49,37 @@ class KeyframePrediction:
     persons: list[PersonPrediction] = field(default_factory=list)
 
 
+OUTPUT_SUFFIXES = (".csv", ".tracks.csv", ".jsonl", ".pred.mp4")
+
+
+def _name_max(directory: Path) -> int:
+    """The file system's longest file name in bytes (255 on ext4, xfs, btrfs, tmpfs)."""
+    for folder in (directory, *directory.parents):
+        if folder.is_dir():
+            try:
+                return int(os.pathconf(folder, "PC_NAME_MAX"))
+            except (OSError, ValueError, AttributeError):
+                break
+    return 255
+
+
+def output_stem(out_dir: Path, stem: str) -> str:
+    """`stem`, or a shortened one when `<stem>.tracks.csv` would exceed the file system's name limit.
+
+    A legal video name of ~250 bytes cannot take a longer suffix; its outputs are named by the first
+    bytes of the stem plus `~` and 8 hex digits of the whole stem's SHA-1 (stable across runs, so
+    `--resume` finds them). The CSV's video id stays the full stem.
+    """
+    longest = max(len(suffix.encode()) for suffix in OUTPUT_SUFFIXES)
+    limit = _name_max(Path(out_dir)) - longest
+    encoded = stem.encode("utf-8", "surrogateescape")
+    if len(encoded) <= limit:
+        return stem
+    digest = hashlib.sha1(encoded).hexdigest()[:8]
+    head = encoded[: max(1, limit - 9)].decode("utf-8", "ignore")  # never half a UTF-8 character
+    return f"{head}~{digest}"
+
+
 @dataclass
 class OutputPaths:
     """Where one video's outputs go."""
@@ -59,6 +92,7 @@ class OutputPaths:
     @classmethod
     def for_video(cls, out_dir: Path, stem: str, render: bool) -> "OutputPaths":
         # `.pred.mp4`, never `<stem>.mp4`: with outputs next to the input that would overwrite it.
+        stem = output_stem(out_dir, stem)
         return cls(
             csv=out_dir / f"{stem}.csv",
             tracks_csv=out_dir / f"{stem}.tracks.csv",
@@ -110,9 +144,17 @@ class PredictionWriter:
         self.min_score = min_score
         self.label_threshold = label_threshold
         paths.csv.parent.mkdir(parents=True, exist_ok=True)
-        self._csv = open(paths.csv, "w", newline="")
-        self._tracks = open(paths.tracks_csv, "w", newline="")
-        self._jsonl = open(paths.jsonl, "w")
+        # A file name that is not valid UTF-8 (legal on Linux) keeps its bytes in the CSVs' video ids.
+        opened = []
+        try:
+            for path, kwargs in ((paths.csv, {"newline": ""}), (paths.tracks_csv, {"newline": ""}), (paths.jsonl, {})):
+                opened.append((path, open(path, "w", encoding="utf-8", errors="surrogateescape", **kwargs)))
+        except BaseException:  # e.g. a name the file system refuses: leave none of this video's files behind
+            for path, f in opened:
+                f.close()
+                path.unlink(missing_ok=True)
+            raise
+        self._csv, self._tracks, self._jsonl = (f for _, f in opened)
         self.keyframes_written = 0
 
     def write_header(self, header: dict) -> None:
@@ -123,7 +165,7 @@ class PredictionWriter:
         csv_lines, track_lines, persons = [], [], []
         for person in keyframe.persons:
             box = ",".join(_num(v) for v in person.box_norm)
-            prefix = f"{keyframe.video_id},{timestamp},{box}"
+            prefix = f"{csv_field(keyframe.video_id)},{timestamp},{box}"
             order = np.argsort(-person.action_scores, kind="stable")
             actions = []
             for index in order:
@@ -178,5 +220,5 @@ class PredictionWriter:
 
 def read_jsonl(path: str | Path) -> list[dict]:
     """All records of a prediction JSON Lines file (for tests and downstream tools)."""
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

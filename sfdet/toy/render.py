@@ -1,6 +1,6 @@
 """Pixels of the synthetic toy scenes: background texture, stick-figure bodies, distractors.
 
-Pure geometry and drawing, no randomness and no actions: `sfdet.data.toy` decides
+Pure geometry and drawing, no randomness and no actions: `sfdet.toy.generate` decides
 what happens (who is where, doing what) and calls these functions per frame.
 
 Shapes are drawn as signed distance fields (SDFs): each part (a thick segment,

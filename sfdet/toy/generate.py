@@ -95,7 +95,9 @@ import pandas as pd
 
 from sfdet import __version__
 from sfdet.data import ava
-from sfdet.data.toy_render import (
+from sfdet.data.workers import fork_safe
+from sfdet.errors import ConfigError, DataError
+from sfdet.toy.render import (
     FOREARM_LENGTH,
     POSE_FIELDS,
     POSE_INDEX,
@@ -109,8 +111,6 @@ from sfdet.data.toy_render import (
     UPPER_ARM_LENGTH,
     Capsules,
 )
-from sfdet.data.workers import fork_safe
-from sfdet.errors import ConfigError, DataError
 
 # --------------------------------------------------------------------------------------------------
 # Classes and their motions
