@@ -31,7 +31,7 @@ CACHE=${SFDET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sfdet/wheels}/torch-$
 
 # Runtime dependencies first (the build then runs against the same setuptools): detectron2's model zoo
 # imports pkg_resources, which setuptools 81 removed; iopath <0.1.10 is what fvcore/detectron2 pin.
-"${PIP[@]}" install -q "setuptools<81" fvcore "iopath>=0.1.7,<0.1.10" omegaconf hydra-core pycocotools \
+"${PIP[@]}" install -q --no-warn-conflicts "setuptools<81" fvcore "iopath>=0.1.7,<0.1.10" omegaconf hydra-core pycocotools \
     tabulate termcolor yacs cloudpickle
 
 WHEEL=$(ls -1 "$CACHE"/detectron2-*.whl 2>/dev/null | head -n 1 || true)
@@ -42,6 +42,10 @@ if [[ -z "$WHEEL" ]]; then
     trap 'rm -rf "$work"' EXIT
     tar xzf "$ARCHIVE" -C "$work"
     src=$(find "$work" -mindepth 1 -maxdepth 1 -type d | head -n 1)
+    # torch compiles MAX_JOBS files at a time only with ninja (else one by one): PyPI's when there is none.
+    if ! command -v ninja >/dev/null; then
+        "${PIP[@]}" install -q ninja && export PATH="$(dirname "$PY"):$PATH"
+    fi
     start=$SECONDS
     MAX_JOBS=${MAX_JOBS:-2} FORCE_CUDA=${FORCE_CUDA:-0} \
         "${PIP[@]}" wheel -q --no-build-isolation --no-deps -w "$work/wheel" "$src"
@@ -53,4 +57,4 @@ else
     echo "install_detectron2: reusing $WHEEL"
 fi
 "${PIP[@]}" install -q --no-deps --force-reinstall "$WHEEL"
-"$PY" -c 'import detectron2, detectron2._C; from detectron2 import model_zoo; print("install_detectron2: detectron2", detectron2.__version__, "ready")'
+"$PY" -W ignore -c 'import detectron2, detectron2._C; from detectron2 import model_zoo; print("install_detectron2: detectron2", detectron2.__version__, "ready")'

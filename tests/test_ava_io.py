@@ -134,7 +134,8 @@ GOOD = "vid,0902,0.1,0.2,0.5,0.6,12,0.9\n"
     ("vid,0902,0.1,0.2,1.5,0.6,12,0.9", "outside [0,1]"),
     ("vid,0902,0.5,0.2,0.1,0.6,12,0.9", "x1 >= x2"),
     ("vid,0902,0.1,0.6,0.5,0.6,12,0.9", "y1 >= y2"),
-    ("vid,0902,0.1,nan,0.5,0.6,12,0.9", "not finite"),
+    ("vid,0902,0.1,nan,0.5,0.6,12,0.9", "box 0.1,nan,0.5,0.6: y1 is not a number (NaN or inf)"),
+    ("vid,0902,nan,0.2,inf,0.6,12,0.9", "box nan,0.2,inf,0.6: x1 and x2 are not a number (NaN or inf)"),
     (",0902,0.1,0.2,0.5,0.6,12,0.9", "empty video_id"),
     ("vid,0902,0.1,0.2,0.5,0.6,12,nan", "score nan is not a finite number"),
     ("vid,0902,0.1,0.2,0.5,0.6,81,0.9", "action id 81 is not in the label map"),
@@ -147,6 +148,27 @@ def test_malformed_prediction_row_names_file_and_line(tmp_path, bad_row, message
     assert str(error.value).startswith(f"{path}:4: ")
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf"])
+def test_non_finite_gt_box_is_not_a_number_not_outside_the_frame(tmp_path, value):
+    path = tmp_path / "gt.csv"
+    path.write_text("vid,0902,0.1,0.2,0.5,0.6,12,0\n" f"vid,0902,0.1,0.2,{value},0.6,12,1\n")
+    with pytest.raises(DataError) as error:
+        ava.read_gt_csv(path)
+    shown = repr(float(value))
+    assert str(error.value) == f"{path}:2: box 0.1,0.2,{shown},0.6: x2 is not a number (NaN or inf)"
+    with pytest.raises(DataError, match=r"gt.csv:2: box .*: x2 is not a number \(NaN or inf\)$"):
+        ava.read_predictions_csv(path)
+    with pytest.warns(ava.DataWarning, match=r"skipped 1 malformed row\(s\); first at line 2: .* not a number"):
+        table = ava.read_gt_csv(path, skip_bad_rows=True)
+    assert len(table) == 1 and table.attrs["bad_rows"] == 1
+
+
+def test_a_directory_is_named_as_one(tmp_path):
+    with pytest.raises(DataError) as error:
+        ava.read_gt_csv(tmp_path)
+    assert str(error.value) == f"{tmp_path}: is a directory, not a file"
 
 
 def test_box_tolerance_accepts_rounding_noise(tmp_path):

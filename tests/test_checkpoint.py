@@ -10,6 +10,7 @@ from __future__ import annotations
 import pickle
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -322,7 +323,7 @@ def test_clip_recipe_round_trips_through_checkpoints_and_convert(tmp_path, small
 
 
 def test_a_file_of_no_registry_architecture_asks_for_config_in_one_line(tmp_path, small, capsys):
-    from sfdet.predict.actions import clip_settings
+    from sfdet.predict.clip_settings import clip_settings
 
     cfg, model, _ = small
     path = tmp_path / "mine.pyth"  # a PySlowFast file whose cfg has no DATA section, of no registry architecture
@@ -457,7 +458,7 @@ def test_pytorchvideo_file_is_recognised_and_its_architecture_inferred(tmp_path)
     from sfdet.models.pytorchvideo_keys import pytorchvideo_model_config
 
     from sfdet.models import registry
-    from sfdet.predict.actions import clip_settings
+    from sfdet.predict.clip_settings import clip_settings
 
     path = tmp_path / "weights.pyth"  # not its published name: the architecture alone decides
     torch.save({"model_state": slowfast_r50_detection(pretrained=False).state_dict()}, path)
@@ -505,3 +506,137 @@ def test_full_r101_caffe2_pickle_loads_into_the_registry_architecture(tmp_path):
     for key, value in model.state_dict().items():
         if not key.endswith("num_batches_tracked"):
             assert torch.equal(loaded.state_dict()[key], value), key
+
+
+# ---------------------------------------------------------------------------
+# What a file leaves unsaid: one line per command (issue 15, items 7 and 8)
+# ---------------------------------------------------------------------------
+
+SMALL_SLOW = dict(arch="slow", depth=50, stage_depths=[1, 1, 2, 1], width=8, num_classes=5)
+TOY_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "toy" / "slowfast_tiny.yaml"
+
+
+def _zoo_entry(name, model_config, recipe):
+    from sfdet.models import registry
+
+    return registry.PublishedModel(name=name, url=f"{registry.PYSLOWFAST_AVA}/{name}.pkl", format="caffe2",
+                                   model_config=dict(model_config), recipe=recipe, ava_version="2.2",
+                                   reported_map=0.0, pretrain="none")
+
+
+def _labels_file(path, names):
+    path.write_text("".join(f'item {{\n  name: "{name}"\n  id: {i}\n}}\n' for i, name in names.items()))
+    return path
+
+
+def test_caffe2_assumptions_are_one_line_in_convert_info_and_predict(tmp_path, small, capsys, monkeypatch):
+    from sfdet.models import registry
+    from sfdet.predict.actions import load_action_predictor
+
+    cfg, model, _ = small
+    path = tmp_path / "model.pkl"
+    _write_caffe2(path, model, cfg)
+    _, info = load_checkpoint(path)
+    assert info.model_config.roi_aligned is False  # assumed, and now said
+    assert info.assumed == {"model.roi_aligned": "false", "label map": "5 classes without names, ids 1..5"}
+    assert cli.main(["convert", str(path), str(tmp_path / "out.pt")]) == 0
+    assert (f"warning: {path}: the file does not say: model.roi_aligned (assumed false), label map (assumed 5 classes "
+            f"without names, ids 1..5); override with --config YAML (model.roi_aligned: true) / --label-map FILE\n"
+            ) in capsys.readouterr().out
+
+    # Its architecture is a registry model's: that model's clips are assumed too, and predict says all in ONE line.
+    monkeypatch.setitem(registry.MODELS, "small_zoo", _zoo_entry("small_zoo", SMALL, registry.ava_recipe(16, 4, 4)))
+    _, info = load_checkpoint(path)
+    assert info.assumed["clip frames x stride"] == "16x4, as registry model small_zoo of the same architecture"
+    lines = []
+    predictor = load_action_predictor(str(path), torch.device("cpu"), "fp32", log=lines.append)
+    assert (predictor.cfg.num_frames, predictor.cfg.sampling_rate) == (16, 4)
+    assert lines == [f"warning: {path}: the file does not say: model.roi_aligned (assumed false), clip frames x stride "
+                     f"(assumed 16x4, as registry model small_zoo of the same architecture), label map (assumed 5 "
+                     f"classes without names, ids 1..5); override with sfdet convert IN OUT --config YAML "
+                     f"(model.roi_aligned: true), then --weights OUT / --config YAML (data.num_frames, "
+                     f"data.sampling_rate) / --label-map FILE"]
+    lines = []  # --config states the clips
+    load_action_predictor(str(path), torch.device("cpu"), "fp32", str(TOY_CONFIG), log=lines.append)
+    assert lines == [f"warning: {path}: the file does not say: model.roi_aligned (assumed false), label map (assumed 5 "
+                     f"classes without names, ids 1..5); override with sfdet convert IN OUT --config YAML "
+                     f"(model.roi_aligned: true), then --weights OUT / --label-map FILE"]
+    assert cli.main(["info", str(path), "--input-size", "8", "32", "32"]) == 0
+    assert (f"assumed      {path}: the file does not say: model.roi_aligned (assumed false), clip frames x stride "
+            f"(assumed 16x4, as registry model small_zoo of the same architecture), label map (assumed 5 classes "
+            f"without names, ids 1..5); override with sfdet convert IN OUT --config YAML (model.roi_aligned: true; "
+            f"data.num_frames, data.sampling_rate) / --label-map FILE\n") in capsys.readouterr().out
+
+    # Stated, nothing is assumed: convert --config and --label-map, and the converted file says it all.
+    config = tmp_path / "aligned.yaml"
+    config.write_text(yaml.safe_dump({"model": {**SMALL, "roi_aligned": True}, "data": {"num_frames": 8}}))
+    labels = _labels_file(tmp_path / "labels.pbtxt", {i: f"a{i}" for i in range(1, 6)})
+    out = tmp_path / "aligned.pt"
+    assert cli.main(["convert", str(path), str(out), "--config", str(config), "--label-map", str(labels)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    _, converted = load_checkpoint(out)
+    assert converted.assumed == {} and converted.model_config.roi_aligned is True
+    # A PySlowFast file whose cfg says DETECTION.ALIGNED and DATA states them.
+    pyslowfast = tmp_path / "model.pyth"
+    _write_pyslowfast(pyslowfast, model, cfg)
+    assert load_checkpoint(pyslowfast)[1].assumed == {"label map": "5 classes without names, ids 1..5"}
+
+
+def test_slow_caffe2_pickle_takes_the_registry_slow_recipe(tmp_path, capsys, monkeypatch):
+    from sfdet.models import registry
+    from sfdet.models.checkpoint_arch import PYSLOWFAST_NONLOCAL, infer_model_config
+
+    # The real Slow 4x16 R50: a caffe2 file of its shapes (inferred with caffe2's non-local hints, in a network
+    # without non-local blocks) is that registry model, so its 4x16 clips apply (shapes only: meta tensors).
+    with torch.device("meta"):
+        state = build_model(registry.get("slow_r50_detection").build_config()).state_dict()
+    inferred = infer_model_config(state, dict(PYSLOWFAST_NONLOCAL))
+    match = registry_recipe(CheckpointInfo("slow.pkl", "caffe2", inferred, None))
+    assert match.models == ("slow_r50_detection",) and match.recipe == registry.get("slow_r50_detection").recipe
+
+    cfg = ModelConfig(**SMALL_SLOW)
+    path = tmp_path / "slow.pkl"
+    _write_caffe2(path, _randomized(cfg), cfg)
+    monkeypatch.setitem(registry.MODELS, "small_slow", _zoo_entry("small_slow", SMALL_SLOW,
+                                                                  registry.ava_recipe(4, 16, None)))
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("input        4 frames at stride 16 (64 raw frames, 2.1 s at 30 fps); RGB in [0,1], mean 0.45, std 0.225; "
+            "test short side 256\n") in out
+    assert "(architecture equals registry model small_slow)\n" in out
+    assert "clip frames x stride (assumed 4x16, as registry model small_slow of the same architecture)" in out
+
+    # Two registry models of that architecture with other clips: ambiguous, so the frames are said to be assumed.
+    monkeypatch.setitem(registry.MODELS, "small_slow_8x8", _zoo_entry("small_slow_8x8", SMALL_SLOW,
+                                                                      registry.ava_recipe(8, 8, None)))
+    assert cli.main(["info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "input        8 frames (assumed: the file does not say)\n" in out
+    assert (f"recipe       none ({path}: its architecture equals registry models small_slow, small_slow_8x8, whose "
+            f"clip recipes differ (small_slow: 4x16; small_slow_8x8: 8x8); sfdet predict needs --config YAML)\n") in out
+    assert "clip frames x stride" not in out
+
+
+def test_label_map_with_other_names_is_named_in_one_line(tmp_path, small, capsys):
+    from sfdet.predict.actions import load_action_predictor
+
+    cfg, model, _ = small
+    names = {1: "stand", 2: "sit", 3: "run", 4: "walk", 5: "talk"}
+    path = save_sfdet_checkpoint(tmp_path / "model.pt", model, label_map=names,
+                                 recipe=ClipRecipe(num_frames=8, sampling_rate=2, alpha=cfg.alpha))
+    other = _labels_file(tmp_path / "other.pbtxt", {**names, 3: "jog", 5: "shout"})
+    line = (f"warning: {path}: --label-map names differ from the checkpoint's for 2 of 5 classes (id 3: checkpoint "
+            f"'run', --label-map 'jog'; id 5: checkpoint 'talk', --label-map 'shout'); its outputs are named by "
+            f"--label-map")
+    lines = []
+    predictor = load_action_predictor(str(path), torch.device("cpu"), "fp32", label_map_path=str(other),
+                                      log=lines.append)
+    assert lines == [line]
+    assert predictor.label_map == {**names, 3: "jog", 5: "shout"}  # as given: a warning, not an error
+    assert cli.main(["convert", str(path), str(tmp_path / "out.pt"), "--label-map", str(other)]) == 0
+    assert f"{line}\n" in capsys.readouterr().out
+
+    lines = []  # the same names: nothing to say
+    same = _labels_file(tmp_path / "same.pbtxt", names)
+    load_action_predictor(str(path), torch.device("cpu"), "fp32", label_map_path=str(same), log=lines.append)
+    assert lines == []

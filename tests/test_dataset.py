@@ -16,7 +16,7 @@ from sfdet.data import ava
 from sfdet.data.config import DataConfig
 from sfdet.data.dataset import AvaDataset, SkippedClipWarning, build_loader, collate_fn
 from sfdet.data.frames import frame_path
-from sfdet.data.labels import detection_boxes, flip_label_columns, merge_gt_boxes, training_targets
+from sfdet.data.labels import detection_boxes, flip_label_columns, merge_gt_boxes, select_classes, training_targets
 from sfdet.data.video import write_video
 from sfdet.errors import ConfigError, DataError
 
@@ -161,6 +161,66 @@ def test_train_samples_boxes_and_labels(tiny):
     assert sample["boxes_xyxy_abs"].shape == (2, 4)
     assert (sample["video_id"], sample["timestamp"]) == ("train_a", 1.0)
     dataset.close()
+
+
+def test_select_classes_by_name_or_id_keeps_ids_in_label_map_order():
+    label_map = {1: "stand", 2: "wave", 5: "jump", 12: "hand wave"}
+    assert select_classes(label_map, []) == label_map and select_classes(label_map, None) == label_map
+    assert select_classes(label_map, ["jump", 1, "12", " hand wave", 5]) == {1: "stand", 5: "jump", 12: "hand wave"}
+    with pytest.raises(ConfigError) as error:
+        select_classes(label_map, ["wave", "jmup", 3, 99, "Stand"], source="lm.pbtxt")
+    assert str(error.value) == (
+        "config key 'data.classes': not in the label map lm.pbtxt (4 classes): 'jmup' (closest: 'jump' = 5); "
+        "3 (ids are 1..12; closest: 2 = 'wave', 5 = 'jump'); 99 (ids are 1..12; closest: 12 = 'hand wave'); "
+        "'Stand' (closest: 'stand' = 1)")
+    with pytest.raises(ConfigError, match=r"config key 'data.classes': expected class names or ids like \[stand, 12\]"):
+        DataConfig(classes=["stand", " "])
+
+
+def test_class_subset_keeps_ids_and_drops_boxes_of_other_classes(tiny):
+    """MMAction2's custom_classes: rows of other classes go before boxes merge; a box (and a training keyframe)
+    with none of the subset's classes is dropped, not kept as a negative."""
+    gt = _gt([(A, 1), (A, 5), (B, 2)])
+    targets = merge_gt_boxes(gt, label_ids=[5])
+    assert targets[("v", 902.0)].labels.tolist() == [[1]] and len(targets[("v", 902.0)].boxes_norm) == 1
+    assert training_targets(gt, None, [12]) == {}  # no box of the subset: no training keyframe
+
+    with pytest.warns(UserWarning, match="ghost"):
+        full = AvaDataset(tiny, "train", alpha=2)
+        wave = AvaDataset(_with(tiny, classes=["wave"]), "train", alpha=2)
+    assert wave.label_map == {2: "wave"} and wave.label_ids == [2]
+    assert wave.samples == full.samples
+    torch.manual_seed(0)
+    sample = wave[0]
+    torch.manual_seed(0)
+    reference = full[0]
+    assert sample["labels"].tolist() == [[1], [1]]  # column 0 = class 2 (the GT box and its IoU-0.95 proposal)
+    assert torch.equal(sample["labels"], reference["labels"][:, [1]])
+    assert all(torch.equal(a, b) for a, b in zip(sample["inputs"], reference["inputs"]))
+    val = AvaDataset(_with(tiny, classes=[2]), "val", alpha=2)  # val keyframes still come from the proposals
+    assert val.label_map == {2: "wave"} and len(val) == 3 and val[0]["labels"].shape == (1, 1)
+    with pytest.raises(DataError, match=r"train: .*train.csv has no GT box of the 1 classes data.classes keeps "
+                                         r"\(5 jump\); check data.classes"):
+        AvaDataset(_with(tiny, classes=["jump"]), "train", alpha=2)
+    for dataset in (full, wave, val):
+        dataset.close()
+
+
+def test_flip_pairs_with_a_class_subset(tiny):
+    assert flip_label_columns([1], [[2, 5]], left_out=[2, 5]) is None  # both left out: nothing to swap
+    with pytest.raises(ConfigError, match=r"'data.flip_label_pairs': \[2, 5\] pairs class 2, which data.classes "
+                                          r"keeps, with 5, which it leaves out; keep both or neither"):
+        flip_label_columns([1, 2], [[2, 5]], left_out=[5])
+    with pytest.warns(UserWarning, match="ghost"):
+        dataset = AvaDataset(_with(tiny, classes=["stand"], flip_label_pairs=[[2, 5]]), "train", alpha=2)
+    assert dataset.flip_columns is None
+    dataset.close()
+
+
+def _with(cfg: DataConfig, **changes) -> DataConfig:
+    import dataclasses
+
+    return dataclasses.replace(cfg, **changes)
 
 
 def test_video_and_frames_sources_give_the_same_samples(tiny):

@@ -202,3 +202,64 @@ def test_table_leaves_out_ava_groups_for_a_label_map_inside_one_group():
     table = format_table(result)
     assert "person movement" not in table and "person interaction" not in table
     assert table.splitlines()[-1].split()[0] == "mAP"
+
+
+def test_duplicates_and_non_finite_boxes_are_noted_with_their_rows():
+    gt = pd.concat([GT, gt_table([("v", 902, (float("nan"), 0.0, 0.5, 0.5), 3)])], ignore_index=True)
+    pred = pred_table([("v", 902, A, 1, 0.9), ("v", 902, B, 1, 0.8), ("v", 902, A, 1, 0.7), ("v", 902, A, 1, 0.85)])
+    result = frame_map(gt, pred, LABELS)
+    # ranked TP 0.9, FP 0.85 (repeat), TP 0.8, FP 0.7 (repeat): the repeats stay false positives
+    assert result.per_class_ap[1] == pytest.approx(0.5 * 1 + 0.5 * 2 / 3, abs=1e-15)
+    assert result.notes["duplicate_pred_rows"] == 2
+    assert result.notes["first_duplicate_pred_row"] == "<predictions table> (row 3) repeats <predictions table> (row 1)"
+    assert result.notes["non_finite_boxes"] == {"gt": 1, "pred": 0}
+    assert result.notes["first_non_finite_box"] == {"gt": "<GT table> (row 4)"}
+    assert result.notes["out_of_range_boxes"] == {"gt": 0, "pred": 0}  # a NaN box is not "outside [0,1]"
+    assert input_warnings(result) == [
+        "pred: 2 duplicated rows (same video, timestamp, box and class as an earlier row) count as false positives, "
+        "as in the reference; first: <predictions table> (row 3) repeats <predictions table> (row 1)",
+        "gt: 1 boxes with a coordinate that is not a number (NaN or inf), used as given (as the reference); "
+        "first at <GT table> (row 4)",
+    ]
+
+
+def test_a_folder_of_predictions_equals_their_concatenation(tmp_path):
+    rng = np.random.default_rng(5)
+    corners = np.sort(rng.random((60, 2, 2)), axis=1)
+    pred = pd.DataFrame({"video_id": "v", "timestamp": rng.choice([902.0, 903.0], 60),
+                         "x1": corners[:, 0, 0], "y1": corners[:, 0, 1], "x2": corners[:, 1, 0],
+                         "y2": corners[:, 1, 1], "action_id": rng.choice([1, 2], 60), "score": rng.random(60)})
+    folder = tmp_path / "preds"
+    write_predictions_csv(folder / "b.csv", pred.iloc[:25])
+    write_predictions_csv(folder / "a.csv", pred.iloc[25:])
+    write_predictions_csv(folder / "a.tracks.csv", pred.iloc[:5])  # not read
+    write_predictions_csv(tmp_path / "all.csv", pd.concat([pred.iloc[25:], pred.iloc[:25]]))  # `cat preds/*.csv`
+    from_folder = frame_map(GT, folder, LABELS)
+    from_file = frame_map(GT, tmp_path / "all.csv", LABELS)
+    np.testing.assert_equal(from_folder.per_class_ap, from_file.per_class_ap)  # bit-identical (NaN == NaN)
+    assert from_folder.map == from_file.map
+    assert from_folder.notes["pred_files"] == [str(folder / "a.csv"), str(folder / "b.csv")]
+
+
+def test_reports_are_written_atomically(tmp_path, monkeypatch):
+    result = frame_map(GT, pred_table([("v", 902, A, 1, 0.9)]), LABELS)
+    write_json(result, tmp_path / "e.json")
+    write_plot(result, tmp_path / "e.png")
+    before = {p: p.read_bytes() for p in (tmp_path / "e.json", tmp_path / "e.png")}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "e.png"]  # no temporary files left
+
+    import sfdet.evaluation.report as report
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report.json, "dumps", crash)
+    with pytest.raises(RuntimeError):
+        write_json(result, tmp_path / "e.json")
+    import matplotlib.figure
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", crash)
+    with pytest.raises(RuntimeError):
+        write_plot(result, tmp_path / "e.png")
+    assert {p: p.read_bytes() for p in before} == before  # the previous files are intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.json", "e.png"]

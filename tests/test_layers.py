@@ -33,7 +33,7 @@ LEAF = ["sfdet", "sfdet.errors", "sfdet.device_choices", "sfdet.typed_config", "
 
 LAYERS: list[tuple[str, list[str]]] = [  # low to high
     ("leaf", LEAF),  # no sfdet imports but each other: errors, config machinery, devices, file writes, boxes
-    ("data and models", ["sfdet.data", "sfdet.models", "sfdet.toy"]),
+    ("data and models", ["sfdet.data", "sfdet.models", "sfdet.toy", "sfdet.annotations"]),
     ("evaluation", ["sfdet.evaluation"]),
     ("root config", ["sfdet.config"]),  # composes the `data:`, `model:` and `train:` sections
     ("features", ["sfdet.engine", "sfdet.persons", "sfdet.detection", "sfdet.export"]),
@@ -46,6 +46,7 @@ SAME_LAYER: dict[str, set[str]] = {  # unit -> units of its own layer it may imp
     **{leaf: set(LEAF) for leaf in LEAF},  # leaf modules may use each other (cycles are checked below)
     "sfdet.models": {"sfdet.data"},  # the registry reads label maps; sfdet.data never imports models
     "sfdet.toy": {"sfdet.data"},  # the toy set is written with sfdet.data's AVA writers
+    "sfdet.annotations": {"sfdet.data"},  # labelling-tool imports write sfdet.data's AVA files, read video times
     "sfdet.detection": {"sfdet.engine", "sfdet.persons"},  # the detector trainer: solver, TrainConfig, backends
     "sfdet.__main__": {"sfdet.cli"},
     "sfdet.cli": {"sfdet.commands"},

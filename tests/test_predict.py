@@ -151,7 +151,7 @@ def test_clip_settings_come_from_the_config_or_the_clip_recipe(toy):
     from sfdet.errors import ConfigError
     from sfdet.models.checkpoint import CheckpointInfo
     from sfdet.models.registry import MODELS
-    from sfdet.predict.actions import clip_settings
+    from sfdet.predict.clip_settings import clip_settings
 
     # The toy checkpoint predates clip recipes: its recipe is derived from the training config it stores.
     _, info = load_checkpoint(toy["checkpoint"])
@@ -254,8 +254,12 @@ def test_bad_inputs_each_one_line_and_the_rest_still_processed(toy, tmp_path, ca
     data[len(data) // 2: len(data) // 2 + 2000] = rng.integers(0, 255, 2000, dtype=np.uint8).tobytes()
     damaged.write_bytes(bytes(data))
 
+    # The toy video's boxes, for damaged.mp4 too (a video id absent from --boxes is an error of its own).
+    boxes = tmp_path / "boxes.csv"
+    proposals = pd.read_csv(toy["boxes"], header=None)
+    pd.concat([proposals, proposals.replace({0: {"toy_val_000": "damaged"}})]).to_csv(boxes, header=False, index=False)
     out = tmp_path / "out"
-    code = _predict(videos, tmp_path / "missing.mp4", sound, "--weights", toy["checkpoint"], "--boxes", toy["boxes"],
+    code = _predict(videos, tmp_path / "missing.mp4", sound, "--weights", toy["checkpoint"], "--boxes", boxes,
                     "--out", out)
     captured = capsys.readouterr()
     assert code == 1

@@ -15,7 +15,14 @@ from sfdet.errors import CheckpointError
 from sfdet.persons import torchvision_weights_file
 from sfdet.predict.pipeline import find_videos, shard_for_rank
 from sfdet.predict.render import H264Writer, Overlay, draw_overlay, track_colour
-from sfdet.predict.writers import KeyframePrediction, OutputPaths, PersonPrediction, PredictionWriter, read_jsonl
+from sfdet.predict.writers import (
+    KeyframePrediction,
+    OutputPaths,
+    PersonPrediction,
+    PredictionWriter,
+    output_stem,
+    read_jsonl,
+)
 
 LABELS = {1: "stand", 3: "run", 7: "wave"}
 
@@ -61,6 +68,42 @@ def test_writer_rows_are_exact_and_every_line_is_flushed(tmp_path):
     predictions = read_predictions_csv(paths.csv)
     assert len(predictions) == 8 and sorted(set(predictions["timestamp"])) == [3.0, 3.5]
     assert read_gt_csv(paths.tracks_csv)["person_id"].tolist() == [4, 4, 5, 4, 4, 5]
+
+
+def test_video_ids_with_commas_and_quotes_are_quoted_and_read_back(tmp_path):
+    video_id = 'clip, "take" 2'
+    paths = OutputPaths.for_video(tmp_path, video_id, render=False)
+    with PredictionWriter(paths, LABELS, min_score=0.5, label_threshold=0.5) as writer:
+        keyframe = _keyframe(3.0)
+        keyframe.video_id = video_id
+        writer.write_header({"video_id": video_id})
+        writer.write_keyframe(keyframe)
+        writer.write_end({})
+    assert paths.csv.read_text(encoding="utf-8").splitlines()[0] == '"clip, ""take"" 2",0003,0.1,0.2,0.5,0.9,3,0.9'
+    assert read_predictions_csv(paths.csv)["video_id"].tolist() == [video_id] * 3
+    assert read_gt_csv(paths.tracks_csv)["video_id"].tolist() == [video_id] * 3
+    assert read_jsonl(paths.jsonl)[0]["video_id"] == video_id
+
+
+def test_output_names_fit_the_file_system_limit(tmp_path):
+    assert output_stem(tmp_path, "clip, take 2") == "clip, take 2"
+    for stem in ("a" * 250, "é" * 125, "x" * 240 + "東京"):  # legal names (<= 255 bytes with .mp4)
+        short = output_stem(tmp_path, stem)
+        assert short != stem and short == output_stem(tmp_path, stem)  # stable: --resume finds the outputs
+        head, digest = short.rsplit("~", 1)
+        assert stem.startswith(head) and len(digest) == 8  # whole UTF-8 characters of the stem, + 8 hex of its SHA-1
+        paths = OutputPaths.for_video(tmp_path, stem, render=True)
+        assert all(len(p.name.encode()) <= 255 for p in paths.all())
+        PredictionWriter(paths, LABELS).close()  # the file system takes them
+    assert output_stem(tmp_path, "a" * 250) != output_stem(tmp_path, "a" * 249 + "b")
+
+
+def test_a_writer_that_cannot_open_its_files_leaves_none_behind(tmp_path):
+    paths = OutputPaths.for_video(tmp_path, "vid", render=False)
+    paths.tracks_csv = tmp_path / "missing" / "vid.tracks.csv"
+    with pytest.raises(FileNotFoundError):
+        PredictionWriter(paths, LABELS)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_overlay_draws_boxes_in_the_track_colour():

@@ -116,6 +116,32 @@ def test_resume_rejects_non_training_checkpoints(tmp_path):
         load_training_checkpoint(tmp_path / "weights.pt")
 
 
+def test_resume_with_other_classes_says_only_the_head_differs(tmp_path):
+    from sfdet.engine.checkpointing import load_resume_weights
+    from sfdet.models import ModelConfig, build_model
+
+    tiny = dict(arch="slow", depth=18, num_stages=2, stage_depths=[1, 1], width=4, slow_temporal_kernels=[1, 3],
+                fast_temporal_kernels=[3, 3],
+                spatial_strides=[1, 2], spatial_dilations=[1, 1])
+    trained = build_model(ModelConfig(**tiny, num_classes=5))
+    path = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = {"model_state": trained.state_dict()}
+    setting = "the label map (data.label_map=annotations/label_map.pbtxt)"
+    with pytest.raises(ConfigError) as raised:
+        load_resume_weights(build_model(ModelConfig(**tiny, num_classes=3)), ckpt, path, setting)
+    assert str(raised.value) == (
+        f"cannot resume from {path}: only the head differs: the checkpoint has 5 classes, the label map "
+        f"(data.label_map=annotations/label_map.pbtxt) has 3; resume with the label map it was trained with, or "
+        f"fine-tune it with a new head in a new run: train.init={path} and another output_dir (or --fresh)")
+    # Another backbone is another architecture; the same one loads.
+    with pytest.raises(ConfigError, match=r"last\.pt: its model does not match the configured architecture; "
+                                          r"use --fresh to start over$"):
+        load_resume_weights(build_model(ModelConfig(**{**tiny, "width": 8}, num_classes=5)), ckpt, path, setting)
+    same = build_model(ModelConfig(**tiny, num_classes=5))
+    load_resume_weights(same, ckpt, path, setting)
+    assert all(torch.equal(v, trained.state_dict()[k]) for k, v in same.state_dict().items())
+
+
 def test_rng_state_round_trip_through_a_weights_only_file(tmp_path):
     random.seed(1), np.random.seed(2), torch.manual_seed(3)
     np.random.randn()  # leaves a cached gaussian in numpy's state

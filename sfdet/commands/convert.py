@@ -15,7 +15,8 @@ from pathlib import Path
 
 from sfdet.errors import CheckpointError
 from sfdet.models import registry
-from sfdet.models.checkpoint import FORMATS, known_recipe, load_checkpoint, model_alpha, save_sfdet_checkpoint
+from sfdet.models.checkpoint import (ASSUMED_LABEL_MAP, FORMATS, assumed_line, known_recipe, label_map_conflict,
+                                     load_checkpoint, model_alpha, save_sfdet_checkpoint)
 from sfdet.models.recipe import ClipRecipe
 
 
@@ -61,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if info.label_map is None and info.model_config.num_classes == 80:
         info.label_map = registry.bundled_label_map()
         label_note = f" (assumed: {registry.AVA_80_CLASSES})"
+        info.assumed[ASSUMED_LABEL_MAP] = f"the 80 AVA v2.2 classes of {registry.AVA_80_CLASSES}"
 
     recipe, recipe_origin = (recipe, f"from {args.config}") if recipe is not None else known_recipe(info, args.input)
     origin = info.registry_entry.url if info.registry_entry is not None else str(args.input)
@@ -77,5 +79,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"recipe  none stored ({recipe_origin}; sfdet predict will need --config YAML)")
     if not info.fits_exactly:
         print(f"skipped {info.skipped_summary()}")
+    for line in (label_map_conflict(info), assumed_line(info, args.input, "convert")):
+        if line:
+            print(f"warning: {line}")
     print(f"wrote   {out}")
     return 0

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from sfdet.export.onnx import export_onnx
     from sfdet.models import load_checkpoint
     from sfdet.models.recipe import ClipRecipe
-    from sfdet.predict.actions import clip_settings
+    from sfdet.predict.clip_settings import clip_settings
 
     label_map = read_label_map(args.label_map) if args.label_map else None
     model, info = load_checkpoint(args.weights, label_map=label_map)

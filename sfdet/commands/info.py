@@ -15,7 +15,7 @@ import torch
 
 from sfdet.errors import ConfigError
 from sfdet.models import build_model, registry
-from sfdet.models.checkpoint import CheckpointInfo, known_recipe, load_checkpoint
+from sfdet.models.checkpoint import CheckpointInfo, assumed_line, known_recipe, load_checkpoint
 from sfdet.models.config import ModelConfig
 from sfdet.models.recipe import ClipRecipe
 
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from sfdet.models.complexity import count_flops, count_parameters
 
     name = args.model
+    assumed = ""
     if name in registry.MODELS and not Path(name).exists():
         entry = registry.get(name)
         cfg = entry.build_config()
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         _, info = load_checkpoint(name, strict=not args.non_strict, progress=False)
         cfg = info.model_config
         recipe, origin = known_recipe(info, name)
+        assumed = assumed_line(info, name, "info")
         rows = [("model", f"{info.source} ({info.format} format)"), ("weights", _weights_line(info)),
                 ("labels", f"{len(info.label_map)} classes" if info.label_map else "none stored")]
 
@@ -92,6 +94,8 @@ def run(args: argparse.Namespace) -> int:
               else f"none ({origin}; sfdet predict needs --config YAML)"),
              ("GFLOPs", f"{gflops:.4g} (multiply-adds, as PySlowFast/fvcore) for a {t}x{h}x{w} clip and one box")]
     rows += [("architecture" if i == 0 else "", line) for i, line in enumerate(_architecture_lines(cfg))]
+    if assumed:
+        rows.append(("assumed", assumed))
     for key, value in rows:
         print(f"{key:<12} {value}")
     return 0

@@ -4,12 +4,21 @@ Outputs per video, in --out or next to the video: `<name>.csv` (AVA predictions,
 ready for `sfdet eval`), `<name>.tracks.csv` (AVA GT layout with track ids as
 person ids), `<name>.jsonl` and, with --render, `<name>.pred.mp4`.
 Exit code: 0 when every video was predicted, 1 when some failed (each named on
-stderr), 2 for a problem that stops everything (weights, options).
+stderr in one line, whatever the cause; set SFDET_DEBUG=1 for its traceback),
+2 for a problem that stops everything (weights, options, an empty --boxes file).
+
+Live sources (`sfdet.predict.live`): a camera (`/dev/video0`), a network stream
+(rtsp/rtmp/srt/udp/tcp/http(s)) or `-` (standard input) is predicted online, as
+it arrives, with bounded latency; `--live` does the same with a file, paced at
+its frame rate. Outputs go to --out (default: the current directory) named by
+--name; the run ends (with its `end` record, exit 0) at the end of the stream,
+on Ctrl-C or when a lost network source does not come back.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
 from sfdet.errors import SfdetError
 
@@ -22,7 +31,10 @@ def _timestamps(text: str) -> list[float]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("inputs", nargs="+", metavar="VIDEO|DIR", help="video files and/or directories of videos")
+    parser.add_argument("inputs", nargs="+", metavar="VIDEO|DIR|SOURCE",
+                        help="video files and/or directories of videos; or one live SOURCE: a camera (/dev/video0), "
+                             "a network stream (rtsp://, rtmp://, srt://, udp://, tcp://, http(s):// incl. HLS) or - "
+                             "(a stream on standard input, e.g. ffmpeg ... -f mpegts -)")
     parser.add_argument("--out", default=None, help="output directory (default: next to each video)")
     models = parser.add_argument_group("models")
     models.add_argument("--weights", default=None,
@@ -40,7 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--detector-threshold", type=float, default=None,
                         help="keep person boxes scoring >= this (default 0.8; a detector.pt: the threshold stored in it)")
     models.add_argument("--boxes", default=None,
-                        help="precomputed person boxes instead of a detector: AVA-layout CSV or MMAction2 pickle")
+                        help="precomputed person boxes instead of a detector: AVA-layout CSV or MMAction2 pickle "
+                             "(keyed by video id = the video's file name without extension, and timestamp = video "
+                             "time + --time-offset; a video the file has no boxes for is an error)")
     keyframes = parser.add_argument_group("keyframes")
     keyframes.add_argument("--keyframe-rate", type=float, default=1.0, help="keyframes per second (default 1)")
     keyframes.add_argument("--timestamps", type=_timestamps, default=None,
@@ -68,7 +82,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tracking = parser.add_argument_group("tracking")
     tracking.add_argument("--track-min-iou", type=float, default=0.3, help="IoU a box needs to continue a track")
     tracking.add_argument("--track-max-age", type=int, default=1, help="keyframes a track survives unmatched")
+    live = parser.add_argument_group(
+        "live sources (online mode)",
+        "A live SOURCE (or --live) is predicted as it arrives: keyframes on the source's clock at --keyframe-rate, "
+        "each scored as soon as the last frame of its clip window has arrived, so latency is at least the window "
+        "after the centre frame (SlowFast R50 detection: 30 frames at 30 fps = 1.0 s; the toy model: 14 frames at "
+        "15 fps = 0.93 s) plus detection and scoring. Scoring that falls behind drops whole keyframes (counted; "
+        "a higher --keyframe-rate drops more); the reader never waits. Each JSONL keyframe record carries "
+        "source_time, written_at and latency_s.")
+    live.add_argument("--live", action="store_true",
+                      help="online mode on a video file, read at its frame rate (a rehearsal of a live source)")
+    live.add_argument("--name", default=None,
+                      help="video id and output file name of a live source (default: stdin, video0, host_port_path)")
+    live.add_argument("--stdout", choices=["jsonl"], default=None,
+                      help="also write the JSON Lines records to standard output as they are made")
+    live.add_argument("--preview", type=int, default=None, metavar="PORT",
+                      help="serve a live view on http://127.0.0.1:PORT/ (annotated frames as MJPEG, latest actions "
+                           "per track, /status.json)")
+    live.add_argument("--open-timeout", type=float, default=10.0,
+                      help="seconds a source may take to open and deliver its first frame (default 10)")
+    live.add_argument("--reconnect", type=int, default=3,
+                      help="reopen a network source that dropped up to N times, with growing waits (default 3)")
+    live.add_argument("--input-format", default=None,
+                      help="FFmpeg input format of a live source (default: probed; v4l2 for /dev/video*)")
+    live.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
+                      help="FFmpeg input option, repeatable (e.g. video_size=640x480, framerate=30, "
+                           "rtsp_transport=tcp)")
+    live.add_argument("--max-queued-keyframes", type=int, default=None,
+                      help="keyframes waiting to be scored before the oldest is dropped (default: max(2, batch size))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _live_options(args: argparse.Namespace):
+    """Online mode's options, or None for files; argument errors before any model is loaded."""
+    from sfdet.predict.live import LiveOptions, is_live_source
+
+    live_inputs = [s for s in args.inputs if is_live_source(s)]
+    if not live_inputs and not args.live:
+        for flag, value in (("--preview", args.preview), ("--name", args.name)):
+            if value is not None:
+                raise SfdetError(f"{flag} is for live sources (a camera, a network stream, -) or --live")
+        return None
+    if len(args.inputs) != 1:
+        raise SfdetError(f"a live source (or --live) is predicted alone: got {len(args.inputs)} inputs")
+    for flag, given in (("--render", args.render), ("--timestamps", args.timestamps is not None),
+                        ("--resume", args.resume)):
+        if given:
+            raise SfdetError(f"{flag} is for video files, not live sources (--preview shows a live source)")
+    options = {}
+    for item in args.input_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SfdetError(f"--input-option: expected KEY=VALUE, got '{item}'")
+        options[key] = value
+    return LiveOptions(paced=not live_inputs, name=args.name, open_timeout=args.open_timeout,
+                       reconnect=args.reconnect, input_format=args.input_format, input_options=options,
+                       max_queued_keyframes=args.max_queued_keyframes, preview_port=args.preview)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +146,7 @@ def run(args: argparse.Namespace) -> int:
     from sfdet.predict.actions import default_batch_size, load_action_predictor
     from sfdet.predict.pipeline import PredictOptions, predict_videos
 
+    live = _live_options(args)
     device = pick_device(args.device)
     options = PredictOptions(
         keyframe_rate=args.keyframe_rate,
@@ -88,19 +158,37 @@ def run(args: argparse.Namespace) -> int:
         render_threshold=args.render_threshold,
         track_min_iou=args.track_min_iou,
         track_max_age=args.track_max_age,
-        progress=not args.no_progress,
+        progress=not args.no_progress and live is None,
+        stdout_jsonl=args.stdout == "jsonl",
     )
+    say = (lambda line: print(line, file=sys.stderr)) if args.stdout == "jsonl" else print
     predictor = load_action_predictor(args.weights, device, args.precision, args.config, label_map_path=args.label_map,
-                                      backend=args.backend)
+                                      backend=args.backend, log=say)
     detector = build_person_detector(args.detector, args.detector_weights, args.detector_threshold, device, args.boxes)
+    if live is not None:
+        return _run_live(args.inputs[0], predictor, detector, options, live, args.out, say)
     results = predict_videos(args.inputs, predictor, detector, options, out_dir=args.out, resume=args.resume)
     done = [r for r in results if r.error is None and not r.skipped]
     skipped = [r for r in results if r.skipped]
     failed = [r for r in results if r.error is not None]
     keyframes = sum(r.keyframes for r in done)
-    print(f"predicted {len(done)} video(s), {keyframes} keyframe(s)"
+    say(f"predicted {len(done)} video(s), {keyframes} keyframe(s)"
           + (f"; {len(skipped)} already complete" if skipped else "")
           + (f"; {len(failed)} failed" if failed else ""))
     if not results:
         raise SfdetError("no videos to predict")
     return 1 if failed else 0
+
+
+def _run_live(source, predictor, detector, options, live, out_dir, say) -> int:
+    from sfdet.predict.live import predict_live
+
+    try:
+        result = predict_live(source, predictor, detector, options, live, out_dir=out_dir)
+    except SfdetError as exc:
+        print(f"sfdet predict: error: {exc}", file=sys.stderr)
+        return 1
+    for warning in result.warnings:
+        print(f"sfdet predict: warning: {warning}", file=sys.stderr)
+    say(f"predicted {source} online: {result.keyframes} keyframe(s), {result.frames} frame(s)")
+    return 0

@@ -62,6 +62,10 @@ class DataConfig:
     mean: list[float] = field(default_factory=lambda: [0.45, 0.45, 0.45])  # RGB, on [0, 1]
     std: list[float] = field(default_factory=lambda: [0.225, 0.225, 0.225])
     # Boxes and labels.
+    # Train and evaluate on part of the label map: class names or ids, e.g. [stand, 12, "carry/hold (an object)"];
+    # [] = every class. Ids are kept (labels, checkpoints and predictions use the label map's ids); GT rows of
+    # other classes are dropped, so keyframes with only those are no training samples (MMAction2's custom_classes).
+    classes: list[int | str] = field(default_factory=list)
     detection_score_thresh: float = 0.8  # proposals below this score are ignored (train and val)
     train_proposal_iou: float = 0.9  # a proposal with IoU >= this to a GT box is a training box with its labels
     train_negative_proposals: bool = False  # also train on unmatched proposals with no labels (PySlowFast's *_include_negative lists)
@@ -87,6 +91,10 @@ class DataConfig:
             raise ConfigError(f"config key 'data.video_resample_fps': must be > 0 (or null: no resampling), "
                               f"got {self.video_resample_fps}")
         _check_flip_label_pairs(self.flip_label_pairs)
+        for entry in self.classes:
+            if isinstance(entry, bool) or not isinstance(entry, (int, str)) or (isinstance(entry, str) and not entry.strip()):
+                raise ConfigError(f"config key 'data.classes': expected class names or ids like [stand, 12], "
+                                  f"got {self.classes!r}")
         if len(self.train_jitter) != 2 or not 1 <= self.train_jitter[0] <= self.train_jitter[1]:
             raise ConfigError(f"config key 'data.train_jitter': expected [min, max] short sides, got {self.train_jitter}")
         if self.train_crop > self.train_jitter[0]:

@@ -22,15 +22,17 @@ import os
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from sfdet.boxes import norm_to_abs
 from sfdet.data import ava
 from sfdet.data.clip_sampling import clip_offsets, pack_pathways
 from sfdet.data.config import DataConfig
-from sfdet.data.labels import KeyframeBoxes, detection_boxes, flip_label_columns, training_targets
+from sfdet.data.labels import KeyframeBoxes, detection_boxes, flip_label_columns, select_classes, training_targets
 from sfdet.data.transforms import ClipTransform
 from sfdet.data.video import DecodedVideo, VideoReader, open_clip_source
 from sfdet.errors import ConfigError, DataError
@@ -54,9 +56,20 @@ class SkippedClipWarning(UserWarning):
     """A training clip was skipped because its video could not be read."""
 
 
+def read_label_map(cfg: DataConfig) -> dict[int, str]:
+    """The classes trained and evaluated: `data.label_map`, cut to `data.classes` when set (ids kept)."""
+    path = _required(cfg, "label_map")
+    return select_classes(ava.read_label_map(path), cfg.classes, source=path)
+
+
 def read_split(cfg: DataConfig, split: str) -> tuple[dict[int, str], dict[tuple[str, float], KeyframeBoxes]]:
-    """(label map, {(video_id, timestamp): boxes and labels}) of a split, excluded keyframes removed."""
-    label_map = ava.read_label_map(_required(cfg, "label_map"))
+    """(label map, {(video_id, timestamp): boxes and labels}) of a split, excluded keyframes removed.
+
+    With `data.classes` the label map is the subset and GT rows of other classes are dropped (boxes and
+    training keyframes left with no class of the subset go with them); val keyframes still come from the
+    proposals, as the evaluator scores every keyframe.
+    """
+    label_map = read_label_map(cfg)
     gt_path, exclusions_path, proposals_path = cfg.split_files(split)
     gt = ava.read_gt_csv(gt_path, skip_bad_rows=cfg.skip_bad_rows) if gt_path else None
     label_ids = list(label_map)
@@ -73,6 +86,9 @@ def read_split(cfg: DataConfig, split: str) -> tuple[dict[int, str], dict[tuple[
             raise ConfigError("config key 'data.val_proposals' is empty: set it, or data.val_boxes=gt for GT boxes")
         proposals = ava.read_proposals(proposals_path, skip_bad_rows=cfg.skip_bad_rows)
         targets = detection_boxes(proposals, gt, label_ids, cfg.detection_score_thresh, cfg.train_proposal_iou)
+    if cfg.classes and not targets and gt is not None and not (split == "val" and cfg.val_boxes == "proposals"):
+        raise DataError(f"{split}: {gt_path} has no GT box of the {len(label_map)} classes data.classes keeps "
+                        f"({', '.join(f'{i} {n}' for i, n in label_map.items())}); check data.classes")
     if exclusions_path:
         excluded = ava.read_exclusions(exclusions_path, skip_bad_rows=cfg.skip_bad_rows)
         for video_id, timestamp in zip(excluded["video_id"], excluded["timestamp"]):
@@ -115,7 +131,8 @@ class AvaDataset(Dataset):
         self.label_map, self.targets = read_split(cfg, split)
         self.label_ids = list(self.label_map)
         self.offsets = clip_offsets(cfg.num_frames, cfg.sampling_rate)
-        self.flip_columns = flip_label_columns(self.label_ids, cfg.flip_label_pairs)
+        left_out = ava.read_label_map(_required(cfg, "label_map")).keys() - self.label_map.keys() if cfg.classes else ()
+        self.flip_columns = flip_label_columns(self.label_ids, cfg.flip_label_pairs, left_out)
         self.transform = ClipTransform.from_config(cfg, split == "train" if train_transform is None else train_transform)
         self.skip_bad_videos = (cfg.skip_bad_videos and split == "train") if skip_bad_videos is None else skip_bad_videos
         self.locations: dict[str, Path] = {}
@@ -158,7 +175,7 @@ class AvaDataset(Dataset):
             return {"skipped": (video_id, timestamp, str(exc))}
         height, width = frames.shape[1:3]
         boxes_norm = torch.from_numpy(target.boxes_norm)
-        boxes_abs = boxes_norm * torch.tensor([width, height, width, height], dtype=torch.float32)
+        boxes_abs = torch.from_numpy(norm_to_abs(target.boxes_norm, width, height, np.float32))
         clip, boxes_xyxy_abs, keep, flipped = self.transform(frames, boxes_abs)
         labels = torch.from_numpy(target.labels)[keep]
         if flipped and self.flip_columns is not None:

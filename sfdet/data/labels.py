@@ -12,18 +12,25 @@ labels (by the same matching) only serve for a validation loss: the AVA evaluato
 Labels are multi-hot over the label map: column `j` is class `label_ids[j]` (label map order).
 A horizontally flipped training clip swaps the columns of direction classes (`data.flip_label_pairs`,
 e.g. clockwise / counter-clockwise): `flip_label_columns`.
+
+Class subsets (`data.classes`, `select_classes`): the label map is cut down to the listed classes, their
+ids kept, so labels have one column per kept class and a checkpoint's label map names the original ids.
+As MMAction2's `custom_classes`, GT rows of the other classes are dropped before boxes are merged: a box
+whose actions are all outside the subset is no box at all (not a negative), and a keyframe left without
+boxes is no training sample.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.ops import box_iou
 
+from sfdet.boxes import box_iou
 from sfdet.data.ava import BOX_COLUMNS
 from sfdet.errors import ConfigError
 
@@ -71,10 +78,10 @@ def match_proposals(proposals_norm: np.ndarray, gt: KeyframeBoxes | None, num_cl
     num = len(proposals_norm)
     if gt is None or len(gt.boxes_norm) == 0 or num == 0:
         return np.zeros((num, num_classes), np.float32), np.zeros(num, bool), np.zeros(num, bool)
-    iou = box_iou(torch.from_numpy(proposals_norm).double(), torch.from_numpy(gt.boxes_norm).double())
-    best_iou, best = iou.max(dim=1)
-    matched = (best_iou >= iou_thresh).numpy()
-    labels = gt.labels[best.numpy()] * matched[:, None]
+    iou = box_iou(proposals_norm, gt.boxes_norm)  # (P, G) float64
+    best = iou.argmax(axis=1)  # the first best-overlapping GT box
+    matched = iou[np.arange(num), best] >= iou_thresh
+    labels = gt.labels[best] * matched[:, None]
     is_gt = (proposals_norm[:, None, :] == gt.boxes_norm[None, :, :]).all(axis=2).any(axis=1)
     return labels.astype(np.float32), matched, is_gt
 
@@ -110,11 +117,76 @@ def detection_boxes(proposals: pd.DataFrame, gt: pd.DataFrame | None, label_ids:
     return out
 
 
-def flip_label_columns(label_ids: Sequence[int], pairs: Sequence[Sequence[int]]) -> torch.Tensor | None:
+def select_classes(label_map: dict[int, str], classes: Sequence[int | str] | None,
+                   what: str = "config key 'data.classes'", source: object = None) -> dict[int, str]:
+    """The part of `label_map` that `classes` (names or ids, any order) lists, in label-map order, ids kept.
+
+    Empty or None: the whole label map. An entry is an id when it is an int (or a string of digits that
+    is no class name), else a class name (exact). Unknown entries raise one ConfigError naming each with
+    the closest valid names or ids; `what` names the setting, `source` the label map file.
+    """
+    if not classes:
+        return dict(label_map)
+    ids_of = {name: class_id for class_id, name in label_map.items()}
+    wanted: set[int] = set()
+    unknown: list[str] = []
+    for entry in classes:
+        if isinstance(entry, bool) or not isinstance(entry, (int, str)):
+            unknown.append(f"{entry!r} (expected a class name or id)")
+            continue
+        text = entry.strip() if isinstance(entry, str) else entry
+        if isinstance(text, str) and text in ids_of:
+            wanted.add(ids_of[text])
+        elif isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+            class_id = int(text)
+            if class_id in label_map:
+                wanted.add(class_id)
+            else:
+                unknown.append(f"{class_id} ({_closest_ids(class_id, label_map)})")
+        else:
+            unknown.append(f"{text!r} ({_closest_names(text, label_map)})")
+    if unknown:
+        where = f" {source}" if source else ""
+        raise ConfigError(f"{what}: not in the label map{where} ({len(label_map)} classes): {'; '.join(unknown)}")
+    return {class_id: name for class_id, name in label_map.items() if class_id in wanted}
+
+
+def _closest_names(text: str, label_map: dict[int, str]) -> str:
+    names = list(label_map.values())
+    folded = {name.casefold().replace("_", " "): name for name in names}
+    key = text.casefold().replace("_", " ")
+    close = [key] if key in folded else difflib.get_close_matches(key, list(folded), n=2, cutoff=0.6)
+    if not close:
+        return "no close name; names are " + ", ".join(repr(n) for n in names[:5]) + (", ..." if len(names) > 5 else "")
+    return "closest: " + ", ".join(f"{folded[c]!r} = {_id_of(folded[c], label_map)}" for c in close)
+
+
+def _closest_ids(class_id: int, label_map: dict[int, str]) -> str:
+    below, above = [i for i in label_map if i < class_id], [i for i in label_map if i > class_id]
+    nearest = ([max(below)] if below else []) + ([min(above)] if above else [])  # the neighbours on each side
+    return f"ids are {min(label_map)}..{max(label_map)}; closest: " + ", ".join(
+        f"{i} = {label_map[i]!r}" for i in sorted(nearest))
+
+
+def _id_of(name: str, label_map: dict[int, str]) -> int:
+    return next(i for i, n in label_map.items() if n == name)
+
+
+def flip_label_columns(label_ids: Sequence[int], pairs: Sequence[Sequence[int]],
+                       left_out: Sequence[int] = ()) -> torch.Tensor | None:
     """Column order of a flipped clip's labels: `labels[:, order]` swaps the columns of each pair of action ids.
 
-    None when there is nothing to swap. An id that is not in the label map is a ConfigError.
+    None when there is nothing to swap. An id that is not in the label map is a ConfigError. `left_out`:
+    ids of the full label map that `data.classes` leaves out; a pair of two of them is ignored, a pair of
+    one kept and one left-out class is a ConfigError (a flipped clip would need the missing class).
     """
+    left = {int(i) for i in left_out}
+    pairs = [pair for pair in pairs if not (int(pair[0]) in left and int(pair[1]) in left)]
+    for a, b in pairs:
+        if (a in left) != (b in left):
+            kept, dropped = (b, a) if a in left else (a, b)
+            raise ConfigError(f"config key 'data.flip_label_pairs': [{a}, {b}] pairs class {kept}, which "
+                              f"data.classes keeps, with {dropped}, which it leaves out; keep both or neither")
     if not pairs:
         return None
     column_of = {int(label_id): j for j, label_id in enumerate(label_ids)}

@@ -41,6 +41,11 @@ file when it is missing, unreadable or has no video stream; header values (`Vide
 presentation order, a damaged tail ending the stream (the Dataset's policy) or damaged packets skipped
 and counted in a `DecodeReport` (the stream's).
 
+Live sources. `VideoFile(name, live=LiveInput(url, ...))` opens what is not a file (a camera through
+FFmpeg's v4l2 input, a network stream, `pipe:0`): the FFmpeg input format and options, open / read
+timeouts, no seeking, no header duration or frame count, frame times from the first decoded frame, and
+`live_frames` reads them as they arrive (a read error raises `SourceLost`). It is the same one place.
+
 Damage. A `DecodeReport` also counts frames the decoder flagged as decoded from damaged data and
 compares the frames decoded with the header's frame count: more than `SHORTFALL_FRAMES` frames or
 `SHORTFALL_FRACTION` of them missing is a warning (a cut or damaged file, e.g. an AVI cut in half
@@ -246,6 +251,17 @@ class VideoInfo:
         """One frame period of the header's rate, exact: how long the last frame lasts on the resampling grid."""
         return 1 / rate_fraction(self.fps)
 
+    @property
+    def header_end(self) -> float:
+        """Where the header says the video ends (seconds): its duration or its frame count at its rate."""
+        return max(self.duration, self.num_frames / self.fps if self.num_frames else 0.0)
+
+    def missing_tail(self, readable_end: float) -> float:
+        """Seconds the header promises past `readable_end` beyond the damage margin (`SHORTFALL_*`); else 0."""
+        missing = self.header_end - readable_end
+        margin = max(SHORTFALL_FRAMES / self.fps, SHORTFALL_FRACTION * self.header_end)
+        return missing if missing > margin + TIE_TOLERANCE_S else 0.0
+
 
 @dataclass
 class DecodeReport:
@@ -380,34 +396,67 @@ def probe_orientation(path: Path) -> Orientation:
     return orientation
 
 
+@dataclass(frozen=True)
+class LiveInput:
+    """How to open a source that is not a file: FFmpeg's URL (`pipe:0`, `/dev/video0`, `rtsp://...`), input
+    format (`v4l2`, `mpegts`, None: probed), input options (`video_size`, `rtsp_transport`, ...) and the
+    seconds an open, or a read, may block before it fails (network sources; FFmpeg's interrupt callback)."""
+
+    url: str
+    format: str | None = None
+    options: tuple[tuple[str, str], ...] = ()
+    open_timeout: float = 10.0
+    read_timeout: float = 10.0
+
+
+class SourceLost(DataError):
+    """A live source stopped delivering: a read error or timeout (the reader may reconnect)."""
+
+
 class VideoFile:
     """An open video: its first video stream, header (`info`) and frames with their times.
 
     `threaded`: True lets the codec decode on several threads, False keeps it on one, None leaves PyAV's default.
     Raises one `DataError` naming the file when it is missing, cannot be opened or has no video stream.
+    `live`: open a source that is not a file (`LiveInput`; `path` only names it in messages): no display
+    rotation probe, no header duration or frame count, frame times from its first decoded frame, and only
+    slice threads (frame threads hold frames back: latency).
     """
 
-    def __init__(self, path: str | Path, threaded: bool | None = None):
+    def __init__(self, path: str | Path, threaded: bool | None = None, live: LiveInput | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
+        self.live = live
+        if live is None and not self.path.is_file():
             raise DataError(f"{self.path}: no such video file")
         try:
-            container = av.open(str(self.path))
+            if live is None:
+                container = av.open(str(self.path))
+            else:
+                container = av.open(live.url, format=live.format, options=dict(live.options),
+                                    timeout=(live.open_timeout, live.read_timeout))
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
+            if live is not None:
+                raise DataError(f"{self.path}: cannot open {live.url} ({_reason(exc)})") from None
             raise DataError(f"{self.path}: cannot open video ({_reason(exc)}); re-encode or remove it") from None
         if not container.streams.video:
             container.close()
-            raise DataError(f"{self.path}: no video stream in this file")
+            raise DataError(f"{self.path}: no video stream in this " + ("source" if live else "file"))
         stream = container.streams.video[0]
         if threaded is not None:
-            stream.thread_type = "AUTO" if threaded else "NONE"
+            stream.thread_type = ("SLICE" if live else "AUTO") if threaded else "NONE"
         self.container, self.stream = container, stream
-        self.start_pts = stream.start_time if stream.start_time is not None else 0
-        self.orientation = probe_orientation(self.path)
+        if live is None:
+            self.start_pts = stream.start_time if stream.start_time is not None else 0
+            self.orientation = probe_orientation(self.path)
+        else:  # joined mid-stream: the clock starts at the first frame decoded (`frame_time`)
+            self.start_pts = None
+            self.orientation = Orientation()
         width, height = self.orientation.size(stream.codec_context.width, stream.codec_context.height)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         duration = 0.0
-        if stream.duration is not None and stream.time_base is not None:
+        if live is not None:
+            pass
+        elif stream.duration is not None and stream.time_base is not None:
             duration = float(stream.duration * stream.time_base)
         elif container.duration is not None:
             duration = container.duration / av.time_base
@@ -416,7 +465,7 @@ class VideoFile:
             height=height,
             fps=float(rate) if rate else FALLBACK_FPS,
             duration=duration,
-            num_frames=int(stream.frames or 0),
+            num_frames=0 if live is not None else int(stream.frames or 0),
             rotation=self.orientation.rotation,
         )
 
@@ -433,6 +482,8 @@ class VideoFile:
         """Presentation time from the stream's start, exact (seconds)."""
         if frame.pts is None:
             raise DataError(f"{self.path}: decoded frames carry no timestamps; re-encode it (e.g. to mp4)")
+        if self.start_pts is None:  # a live source: its first frame
+            self.start_pts = frame.pts
         return (frame.pts - self.start_pts) * self.stream.time_base
 
     def seek(self, seconds: float | None) -> None:
@@ -442,6 +493,27 @@ class VideoFile:
             self.container.seek(target, stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError as exc:
             raise DataError(f"{self.path}: cannot seek ({_reason(exc)}); re-encode or remove it") from None
+
+    def readable_end(self, probe_s: float = 2.0) -> float | None:
+        """Where the readable data ends (seconds): the last packet's time plus one frame period.
+
+        Cheap: seeks to `probe_s` before the header's end and only demuxes (no decoding) to the end of the
+        file, so a cut file shows up (`VideoInfo.missing_tail`). None when nothing could be read there.
+        Leaves the position at the end: seek before reading frames.
+        """
+        try:
+            self.seek(max(0.0, self.info.header_end - probe_s) or None)
+        except DataError:
+            return None
+        last = None
+        try:
+            for packet in self.container.demux(self.stream):
+                if packet.pts is not None and packet.size:
+                    time = float((packet.pts - self.start_pts) * self.stream.time_base)
+                    last = time if last is None else max(last, time)
+        except av.error.FFmpegError:
+            pass
+        return None if last is None else last + 1.0 / self.info.fps
 
     def frames(self, report: DecodeReport | None = None) -> Iterator[av.VideoFrame]:
         """Frames in presentation order from the current position.
@@ -483,6 +555,32 @@ class VideoFile:
                     report.corrupt_frames += frame.is_corrupt
                     if frame.pts is not None:
                         report.last_time = float(self.frame_time(frame))
+
+    def live_frames(self, report: DecodeReport) -> Iterator[av.VideoFrame]:
+        """Frames of a live source as they arrive, in presentation order; the end of the stream returns.
+
+        A packet that fails to decode is skipped and counted (`report.bad_packets`); a read that fails
+        (connection lost, read timeout, a pipe closed mid-packet) raises `SourceLost` naming the reason.
+        """
+        packets = self.container.demux(self.stream)  # at the end: empty packets that drain the decoder
+        while True:
+            try:
+                packet = next(packets)
+            except (StopIteration, av.error.EOFError, EOFError):
+                return
+            except (av.error.FFmpegError, OSError) as exc:
+                raise SourceLost(f"{self.path}: {_reason(exc)}") from None
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError:
+                report.bad_packets += 1
+                continue
+            for frame in frames:
+                report.frames += 1
+                report.corrupt_frames += frame.is_corrupt
+                if frame.pts is not None:
+                    report.last_time = float(self.frame_time(frame))
+                yield frame
 
     def timed_frames(self, report: DecodeReport | None = None) -> Iterator[tuple[Fraction, av.VideoFrame]]:
         """`(frame_time, frame)` of `frames(report)`."""

@@ -9,6 +9,9 @@ clip all give the right frames. `VideoReader` only ever holds the clip's window 
 `DecodedVideo` holds a whole (small) video decoded once. With `resample_fps`
 (`data.video_resample_fps`) frames are counted on that rate's grid, as `ffmpeg -r` extracts them.
 
+Frames come out upright: a stream's display rotation (a phone video) is applied as ffmpeg applies it
+(`timing.Orientation`, in `frame_to_rgb`), and `info` gives the upright size.
+
 A file that cannot be opened, or holds no decodable frame, raises one `DataError`. When
 decoding fails part way (a truncated file), the frames before the damage are still used and
 a keyframe past them raises `DataError`.
@@ -36,6 +39,7 @@ from sfdet.data.config import DataConfig
 from sfdet.data.frames import FrameFolder
 from sfdet.data.timing import (
     CentreMatcher,
+    Orientation,
     VideoFile,
     VideoInfo,
     check_keyframe_time,
@@ -67,8 +71,11 @@ def _forget_reformatters() -> None:
 os.register_at_fork(after_in_child=_forget_reformatters)
 
 
-def frame_to_rgb(frame: av.VideoFrame, threads: int = 1) -> np.ndarray:
+def frame_to_rgb(frame: av.VideoFrame, threads: int = 1, orientation: Orientation | None = None) -> np.ndarray:
     """(H, W, 3) uint8 RGB, the pixels of `frame.to_ndarray(format="rgb24")` in half its time.
+
+    `orientation`: the video's display orientation (`VideoFile.orientation`), applied to the pixels, so a
+    rotated phone video comes out upright (None: as coded).
 
     PyAV's `to_ndarray` builds a new swscale context for every frame; one reformatter per thread keeps
     its context (rebuilt only when the frame size or format changes). `threads`: swscale slice threads
@@ -79,7 +86,8 @@ def frame_to_rgb(frame: av.VideoFrame, threads: int = 1) -> np.ndarray:
     if reformatter is None:
         reformatter = VideoReformatter()
         setattr(_reformatters, f"rgb{threads}", reformatter)
-    return reformatter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
+    rgb = reformatter.reformat(frame, format="rgb24", threads=threads).to_ndarray()
+    return rgb if orientation is None else orientation.apply(rgb)
 
 
 class VideoReader:
@@ -143,7 +151,7 @@ class VideoReader:
         if reached_end and centre == len(frames) - 1:
             check_keyframe_time(t, frames[-1][0], period, str(self.path))
         indices = clamped_indices(centre, offsets, len(frames))
-        rgb = {i: frame_to_rgb(frames[i][1]) for i in set(indices)}
+        rgb = {i: frame_to_rgb(frames[i][1], orientation=file.orientation) for i in set(indices)}
         return torch.from_numpy(np.stack([rgb[i] for i in indices]))  # numpy: no thread-pool overhead for a copy
 
     @staticmethod
@@ -201,7 +209,7 @@ class VideoReader:
         else:
             check_keyframe_time(t, (num_points - 1) * period, period, str(self.path))
         indices = clamped_indices(min(centre, num_points - 1), offsets, num_points)
-        rgb = {k: frame_to_rgb(frames[k]) for k in set(indices)}
+        rgb = {k: frame_to_rgb(frames[k], orientation=file.orientation) for k in set(indices)}
         return torch.from_numpy(np.stack([rgb[k] for k in indices]))
 
     def _decode_grid(self, file: VideoFile, first: int, last: int, seek_to: float | None):
@@ -239,7 +247,7 @@ class DecodedVideo:
     def __init__(self, path: str | Path, resample_fps: float | None = None):
         self.path = Path(path)
         with VideoFile(path) as file:
-            timed = [(time, frame_to_rgb(frame)) for time, frame in file.timed_frames()]
+            timed = [(time, frame_to_rgb(frame, orientation=file.orientation)) for time, frame in file.timed_frames()]
             header_fps, header_period = file.info.fps, file.info.frame_period
         if not timed:
             raise DataError(f"{self.path}: no decodable video frame; re-encode or remove it")

@@ -99,8 +99,8 @@ def boxes_by_key(persons: pd.DataFrame) -> dict[Key, np.ndarray]:
 class Keyframe:
     video_id: str
     timestamp: float
-    image: torch.Tensor  # (H, W, 3) uint8 RGB
-    original_hw: tuple[int, int]  # frame size before any downscaling (normalised boxes are relative to it)
+    image: torch.Tensor  # (H, W, 3) uint8 RGB, upright (a rotated video's display matrix applied)
+    original_hw: tuple[int, int]  # upright frame size before any downscaling (normalised boxes are relative to it)
 
 
 @dataclass

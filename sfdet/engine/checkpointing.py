@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sfdet.errors import CheckpointError
+from sfdet.errors import CheckpointError, ConfigError
 from sfdet.fileio import load_torch_file
 
 CHECKPOINT_VERSION = 1
@@ -42,6 +42,34 @@ def load_training_checkpoint(path: str | Path) -> dict:
             f"cannot resume from {path}: not an `sfdet train` checkpoint (use train.init=... to start from weights)"
         )
     return ckpt
+
+
+HEAD_WEIGHT = "head.proj.weight"  # the classifier: one row per class
+
+
+def load_resume_weights(model: torch.nn.Module, ckpt: dict, path: str | Path, label_map_setting: str) -> None:
+    """Load a training checkpoint's weights into the configured `model`, or raise one ConfigError line.
+
+    When only the classifier's size differs (the label map changed), the line says so, with both class
+    counts and what to do; `label_map_setting` names where this run's classes come from.
+    """
+    state = ckpt["model_state"]
+    try:
+        model.load_state_dict(state)
+        return
+    except RuntimeError:
+        pass
+    own = model.state_dict()
+    differing = {key for key in set(own) | set(state)
+                 if key not in own or key not in state or tuple(own[key].shape) != tuple(state[key].shape)}
+    if differing and all(key.startswith("head.proj.") for key in differing) and HEAD_WEIGHT in differing:
+        theirs, ours = state[HEAD_WEIGHT].shape[0], own[HEAD_WEIGHT].shape[0]
+        raise ConfigError(f"cannot resume from {path}: only the head differs: the checkpoint has {theirs} classes, "
+                          f"{label_map_setting} has {ours}; resume with the label map it was trained with, or "
+                          f"fine-tune it with a new head in a new run: train.init={path} and another output_dir "
+                          f"(or --fresh)")
+    raise ConfigError(f"cannot resume from {path}: its model does not match the configured "
+                      f"architecture; use --fresh to start over")
 
 
 def capture_rng_state() -> dict:

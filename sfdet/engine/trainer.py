@@ -34,7 +34,7 @@ from sfdet.data.workers import iterate
 from sfdet.devices import resolve_precision
 from sfdet.engine import distributed as dist_utils
 from sfdet.engine.checkpointing import (BEST_NAME, LAST_NAME, capture_rng_state, find_resume_checkpoint,
-                                        load_training_checkpoint, restore_rng_state)
+                                        load_resume_weights, load_training_checkpoint, restore_rng_state)
 from sfdet.engine.data_order import EpochBatchSampler, SeededSamples
 from sfdet.engine.datasets import build_datasets, collate
 from sfdet.engine.initialization import initialize_from
@@ -120,6 +120,9 @@ class Trainer:
         # Data (raises DataError with one line when nothing usable is found).
         self.train_set, self.val_data, self.label_map = build_datasets(cfg, progress=progress and ctx.is_main)
         cfg.model.num_classes = len(self.label_map)
+        if cfg.data.classes:  # a class subset: the head, validation and checkpoints use these ids only
+            self.log(f"data.classes: training and evaluating {len(self.label_map)} classes: "
+                     + ", ".join(f"{i} {name}" for i, name in self.label_map.items()))
 
         # Model: identical initialisation on every process, then per-process RNG streams (dropout).
         resume_path = Path(resume) if resume else (None if fresh else find_resume_checkpoint(self.run_dir))
@@ -177,11 +180,8 @@ class Trainer:
             raise ConfigError(f"cannot resume from {path}: it was trained with {state['iters_per_epoch']} "
                               f"iterations per epoch, this config gives {self.iters_per_epoch} "
                               f"(train.batch_size or the data changed); use --fresh to start over")
-        try:
-            self.model.load_state_dict(ckpt["model_state"])
-        except RuntimeError:
-            raise ConfigError(f"cannot resume from {path}: its model does not match the configured "
-                              f"architecture; use --fresh to start over") from None
+        load_resume_weights(self.model, ckpt, path, f"the label map (data.label_map={self.cfg.data.label_map}"
+                            + (f", data.classes={self.cfg.data.classes})" if self.cfg.data.classes else ")"))
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])

@@ -94,7 +94,7 @@ def no_gt_left(result: FrameMapResult, gt_source: str = "the GT") -> str | None:
                (notes.get("gt_rows_not_in_classes", 0), "are of classes left out by --classes"),
                (notes.get("excluded_gt_rows", 0), "are on excluded keyframes")]
     why = "; ".join(f"{n} {text}" for n, text in reasons if n)
-    return (f"{gt_source}: none of its {notes.get('gt_rows', 0)} rows is left to evaluate"
+    return (f"{gt_source}: none of its {notes.get('gt_rows', 0)} row(s) is left to evaluate"
             + (f" ({why})" if why else "") + ": no class has GT, so the mAP is undefined")
 
 

@@ -323,6 +323,6 @@ def read_metadata(path: str | Path) -> OnnxMetadata:
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
-    except (OSError, Exception) as exc:  # onnx raises DecodeError and friends
+    except Exception as exc:  # OSError, protobuf's DecodeError and friends
         raise SfdetError(f"cannot read {path} as ONNX: {exc}") from None
     return OnnxMetadata.from_props({p.key: p.value for p in proto.metadata_props}, source=str(path))

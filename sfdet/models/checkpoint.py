@@ -21,6 +21,11 @@ itself states win); a PySlowFast `cfg` DATA section (frames and stride at least)
 training config an older `sfdet train` checkpoint stores; else None. For a model-zoo file
 with none, `registry_recipe(info)` gives the recipe of the registry model whose
 architecture it has.
+
+What a file does not state but changes the outputs (RoIAlign alignment, clip frames and stride,
+the label map) is assumed; `info.assumed` lists each assumption and `assumed_line(info, name, command)`
+is the one line that `sfdet convert`, `info` and `predict` print about them. A `label_map` given to
+`load_checkpoint` whose names differ from the file's own is described by `label_map_conflict`.
 """
 
 from __future__ import annotations
@@ -43,8 +48,8 @@ from sfdet.models.detector import build_model
 from sfdet.models.inflate import inflate_resnet2d, torchvision_depth
 from sfdet.models.recipe import ClipRecipe
 
-__all__ = ["FORMATS", "CheckpointInfo", "RegistryRecipe", "load_checkpoint", "registry_recipe",
-           "save_sfdet_checkpoint"]
+__all__ = ["FORMATS", "CheckpointInfo", "RegistryRecipe", "assumed_line", "label_map_conflict", "load_checkpoint",
+           "registry_recipe", "save_sfdet_checkpoint"]
 
 SFDET_FORMAT_VERSION = 1
 TRAIN_CONFIG_KEY = "config"  # where `sfdet train` stores its resolved config (sfdet/engine/trainer.py)
@@ -52,6 +57,24 @@ RECIPE_KEY = "recipe"
 # Formats of the model zoos: a file of theirs whose architecture is a registry model's is that model.
 MODEL_ZOO_FORMATS = ("pytorchvideo", "pyslowfast", "caffe2")
 _SHOWN = 5  # keys listed per category in an error line
+_SHOWN_NAMES = 3  # differing label-map names listed in a warning line
+
+# Settings a file may leave unsaid although they change the outputs (keys of `CheckpointInfo.assumed`).
+ASSUMED_ROI_ALIGNED = "model.roi_aligned"
+ASSUMED_CLIPS = "clip frames x stride"
+ASSUMED_LABEL_MAP = "label map"
+# How each is stated instead, per command: (the way, what to put there). A way holding "{}" takes the
+# "what" inside it; settings stated the same way share it: "--config YAML (model.roi_aligned: true; ...)".
+_CONVERT_WAYS = {ASSUMED_ROI_ALIGNED: ("--config YAML{}", "model.roi_aligned: {}"),
+                 ASSUMED_CLIPS: ("--config YAML{}", "data.num_frames, data.sampling_rate"),
+                 ASSUMED_LABEL_MAP: ("--label-map FILE{}", "")}
+_STATE_IT = {  # command -> (what precedes the ways, the ways)
+    "convert": ("", _CONVERT_WAYS),
+    "info": ("sfdet convert IN OUT ", _CONVERT_WAYS),
+    # predict's --config sets the clips only: the architecture is the file's (convert it to change it)
+    "predict": ("", {**_CONVERT_WAYS, ASSUMED_ROI_ALIGNED: ("sfdet convert IN OUT --config YAML{}, then --weights OUT",
+                                                            "model.roi_aligned: {}")}),
+}
 
 
 @dataclass
@@ -71,6 +94,11 @@ class CheckpointInfo:
     # The resolved training config (`Config` as a plain dict) that `sfdet train` stores in its checkpoints
     # under "config"; None for every other file.
     train_config: dict | None = None
+    # Settings that change the outputs which the file does not state, and what was assumed for each:
+    # {ASSUMED_ROI_ALIGNED: "false", ASSUMED_CLIPS: "32x2, ...", ASSUMED_LABEL_MAP: "..."}; `assumed_line` says them.
+    assumed: dict[str, str] = field(default_factory=dict)
+    # The label map the file (or its registry entry) states, kept when a `label_map` argument replaced it.
+    file_label_map: dict[int, str] | None = None
 
     @property
     def fits_exactly(self) -> bool:
@@ -203,6 +231,7 @@ def load_checkpoint(
         raise CheckpointError(f"{exc}; it is the cached download of '{entry.name}': delete it to download it "
                               f"again") from None
 
+    assumed_roi = None
     if fmt == "torchvision":
         model, model_cfg, fitting, missing, unexpected, mismatched = _inflate_2d(obj, cfg, source)
         clip_fields: dict = {}
@@ -219,6 +248,10 @@ def load_checkpoint(
                 raise CheckpointError(f"{source}: its stored model_config is invalid ({exc})") from None
         else:
             model_cfg = infer_model_config(state, hints, source)
+            if fmt in ("caffe2", "pyslowfast", "sfdet") and "roi_aligned" not in hints:
+                # caffe2 pickles and bare state dicts have no config, a PySlowFast cfg may lack DETECTION.ALIGNED
+                # (PyTorchVideo files: its builder's RoIAlign is always unaligned, as sfdet's default)
+                assumed_roi = ASSUMED_ROI_ALIGNED
         model = build_model(model_cfg)
         fitting, missing, unexpected, mismatched = fit_state_dict(model, state, unknown,
                                                                   reshape_trailing=(fmt == "caffe2"))
@@ -236,16 +269,94 @@ def load_checkpoint(
                               f"use strict=False (--non-strict) to load what fits")
     model.load_state_dict(fitting, strict=False)
 
+    if fmt == "sfdet" and isinstance(obj, dict) and obj.get("label_map"):
+        info.file_label_map = {int(k): str(v) for k, v in obj["label_map"].items()}
+    elif entry is not None:
+        info.file_label_map = entry.label_map()
     if label_map is not None:
         if len(label_map) != model_cfg.num_classes:
             raise CheckpointError(f"the label map has {len(label_map)} classes but {source} outputs "
                                   f"{model_cfg.num_classes}; give the label map the model was trained with")
         info.label_map = dict(label_map)
-    elif fmt == "sfdet" and isinstance(obj, dict) and obj.get("label_map"):
-        info.label_map = {int(k): str(v) for k, v in obj["label_map"].items()}
-    elif entry is not None:
-        info.label_map = entry.label_map()
+    elif info.file_label_map is not None:
+        info.label_map = dict(info.file_label_map)
+    if fmt != "torchvision":  # 2D ImageNet weights: no head, nothing about outputs to assume
+        info.assumed = _assumptions(info, assumed_roi)
     return model.eval(), info
+
+
+def _assumptions(info: CheckpointInfo, roi_key: str | None) -> dict[str, str]:
+    """What `load_checkpoint` assumed about settings the file leaves unsaid (see `CheckpointInfo.assumed`)."""
+    assumed = {}
+    cfg = info.model_config
+    if roi_key is not None:
+        assumed[roi_key] = str(cfg.roi_aligned).lower()
+    if info.recipe is None and info.train_config is None:
+        try:
+            match = registry_recipe(info)
+        except CheckpointError:  # registry models of this architecture differ: nothing is assumed (predict asks)
+            match = None
+        if match is not None:
+            which = "model" if len(match.models) == 1 else "models"
+            assumed[ASSUMED_CLIPS] = (f"{match.recipe.num_frames}x{match.recipe.sampling_rate}, as registry {which} "
+                                      f"{', '.join(match.models)} of the same architecture")
+    if info.label_map is None:
+        assumed[ASSUMED_LABEL_MAP] = f"{cfg.num_classes} classes without names, ids 1..{cfg.num_classes}"
+    return assumed
+
+
+def assumed_line(info: CheckpointInfo, name: str | None = None, command: str = "convert",
+                 stated: tuple[str, ...] = ()) -> str:
+    """The one line naming each assumed setting and how to state it ("" when nothing is assumed):
+
+    "model.pkl: the file does not say: model.roi_aligned (assumed false), clip frames x stride (assumed 32x2, as
+    registry model M of the same architecture), label map (assumed ...); override with --config YAML
+    (model.roi_aligned: true; data.num_frames, data.sampling_rate) / --label-map FILE"
+
+    `command`: convert, predict or info (whose options state them); `stated`: keys of `info.assumed` that
+    the command's options stated after all (e.g. ASSUMED_CLIPS when predict is given --config).
+    """
+    assumed = {key: value for key, value in info.assumed.items() if key not in stated}
+    if not assumed:
+        return ""
+    prefix, known_ways = _STATE_IT[command]
+    ways: dict[str, list[str]] = {}
+    for key in assumed:
+        way, what = known_ways[key]
+        if key == ASSUMED_ROI_ALIGNED:
+            what = what.format(str(not info.model_config.roi_aligned).lower())
+        ways.setdefault(way, [])
+        if what:
+            ways[way].append(what)
+    assumptions = ", ".join(f"{key} (assumed {value})" for key, value in assumed.items())
+    overrides = " / ".join(way.format(f" ({'; '.join(whats)})" if whats else "") for way, whats in ways.items())
+    return f"{name or info.source}: the file does not say: {assumptions}; override with {prefix}{overrides}"
+
+
+def label_map_conflict(info: CheckpointInfo, given: str = "--label-map") -> str:
+    """One line naming the classes whose names in the given label map differ from the file's own ("" if none):
+
+    "w.pt: --label-map names differ from the checkpoint's for 2 of 5 classes (id 3: checkpoint 'run',
+    --label-map 'jog'; ...); its outputs are named by --label-map"
+
+    Outputs are compared in order (output j is the j-th entry of each map); a differing id is named too.
+    """
+    if info.file_label_map is None or info.label_map is None:
+        return ""
+    differing = []
+    for index, ((file_id, file_name), (given_id, given_name)) in enumerate(
+            zip(info.file_label_map.items(), info.label_map.items())):
+        if file_id == given_id and file_name != given_name:
+            differing.append(f"id {file_id}: checkpoint '{file_name}', {given} '{given_name}'")
+        elif file_id != given_id:
+            differing.append(f"output {index + 1}: checkpoint id {file_id} '{file_name}', "
+                             f"{given} id {given_id} '{given_name}'")
+    if not differing:
+        return ""
+    shown = "; ".join(differing[:_SHOWN_NAMES])
+    more = f"; ... and {len(differing) - _SHOWN_NAMES} more" if len(differing) > _SHOWN_NAMES else ""
+    return (f"{info.source}: {given} names differ from the checkpoint's for {len(differing)} of "
+            f"{len(info.label_map)} classes ({shown}{more}); its outputs are named by {given}")
 
 
 def _stored_train_config(obj: Any, fmt: str, source: str) -> dict | None:

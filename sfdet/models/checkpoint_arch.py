@@ -209,6 +209,9 @@ def _architecture_fields(cfg: ModelConfig) -> dict:
         for key in ("alpha", "beta_inv", "fusion_conv_channel_ratio", "fusion_kernel", "lateral", "fusion",
                     "fast_stem_kernel", "fast_temporal_kernels"):
             fields.pop(key)
+    if not cfg.nonlocal_res4:  # non-local settings do not exist in a network without non-local blocks
+        for key in ("nonlocal_pool", "nonlocal_instantiation"):
+            fields.pop(key)
     return fields
 
 

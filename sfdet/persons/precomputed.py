@@ -17,7 +17,7 @@ def timestamp_key(timestamp: float) -> int:
     return int(round(float(timestamp) * 1000))
 
 
-def _range(timestamps) -> str:
+def timestamp_range(timestamps) -> str:
     """`900-1798 s` (or `902 s` for one timestamp)."""
     low, high = float(min(timestamps)), float(max(timestamps))
     return f"{low:g} s" if low == high else f"{low:g}-{high:g} s"
@@ -77,8 +77,8 @@ class PrecomputedDetector(PersonDetector):
         listed = ", ".join(repr(i) for i in ids) + (", ..." if len(self._timestamps) > len(ids) else "")
         every_timestamp = np.concatenate(list(self._timestamps.values()))
         return (f"video id {video_id!r} is not in {self.path}, which has {len(self._timestamps)} video id(s), "
-                f"closest first: {listed} (timestamps {_range(every_timestamp)}); name the video after its id in "
-                "the file, or use boxes made for this video")
+                f"closest first: {listed} (timestamps {timestamp_range(every_timestamp)}); name the video after its "
+                "id in the file, or use boxes made for this video")
 
     def has_boxes_for(self, video_id: str, timestamps) -> bool:
         """Does the file list `video_id` at any of `timestamps` (below the threshold too)?"""

@@ -6,13 +6,7 @@ on its own (bilinear resizing is per frame, so a clip of transformed frames
 equals the transformed clip), boxes go through the same transform, and
 clips are packed into pathways as `clip_sampling.pack_pathways` does (channels-last, see `ActionPredictor`).
 
-Clip settings (`DataConfig`: frames, stride, Slow sampling, short side,
-mean/std, frame-rate grid, time offset) come from, in order: `--config`
-(explicit wins), the clip recipe the checkpoint carries (`CheckpointInfo.recipe`:
-stored by `sfdet train` / `sfdet convert`, a registry entry's, a PySlowFast
-cfg's, or derived from an older checkpoint's training config), or, for a
-PyTorchVideo / PySlowFast file whose architecture equals a registry model's,
-that model's recipe (one line says so). Anything else: one line asking for `--config`.
+Clip settings: `sfdet.predict.clip_settings`.
 """
 
 from __future__ import annotations
@@ -22,16 +16,14 @@ from typing import Callable
 import numpy as np
 import torch
 
-from sfdet.config import Config, load_config
 from sfdet.data.clip_sampling import clip_offsets, slow_indices
 from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
 from sfdet.devices import resolve_precision
 from sfdet.errors import ConfigError
-from sfdet.models.checkpoint import CheckpointInfo, registry_recipe
+from sfdet.models.checkpoint import ASSUMED_CLIPS, CheckpointInfo, assumed_line, label_map_conflict
 from sfdet.models.inference import optimize_for_inference
-from sfdet.models.recipe import ClipRecipe
-from sfdet.typed_config import from_dict
+from sfdet.predict.clip_settings import clip_settings
 
 DEFAULT_MODEL = "slowfast_r50_detection"
 # Keyframe clips per forward pass when --batch-size is not given: a GPU needs bigger batches to be busy.
@@ -40,38 +32,6 @@ DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 16}
 
 def default_batch_size(device: torch.device) -> int:
     return DEFAULT_BATCH_SIZE.get(device.type, DEFAULT_BATCH_SIZE["cpu"])
-
-
-def recipe_data_config(recipe: ClipRecipe, base: DataConfig | None = None) -> DataConfig:
-    """`base` (default: DataConfig's defaults) with the recipe's clip fields (checked as DataConfig values)."""
-    return recipe.apply_to(base if base is not None else DataConfig())
-
-
-def clip_settings(weights: str, info: CheckpointInfo, config_path: str | None = None, overrides: list[str] = (),
-                  log: Callable[[str], None] = print) -> DataConfig:
-    """The DataConfig whose clip/test-transform fields match how the model was trained (see module doc).
-
-    `info` is the `CheckpointInfo` of the loaded weights; `log` prints the line that says a registry
-    model's recipe is used.
-    """
-    if config_path is not None or overrides:
-        return load_config(config_path, overrides).data
-    if info.recipe is not None:
-        return recipe_data_config(info.recipe)
-    if info.train_config is not None:  # stored, but no recipe could be read from it: say what is wrong
-        try:
-            return from_dict(Config, info.train_config).data
-        except ConfigError as exc:
-            raise ConfigError(f"{weights}: its stored training config is invalid ({exc}); "
-                              "pass the training config with --config YAML") from None
-    match = registry_recipe(info, str(weights))
-    if match is not None:
-        log(match.note)
-        return recipe_data_config(match.recipe)
-    raise ConfigError(
-        f"{weights} does not say how its clips were made (frames, stride, short side); "
-        "pass the training config with --config YAML"
-    )
 
 
 class ActionPredictor:
@@ -188,13 +148,31 @@ def load_action_predictor(
 
     weights = weights or DEFAULT_MODEL
     if backend == "onnxruntime":  # the action model on ONNX Runtime (an .onnx file, or exported on the fly)
-        from sfdet.export.onnx_runtime import load_for_predict
+        from sfdet.predict.onnx_backend import load_for_predict
 
         model, data_cfg, label_map = load_for_predict(weights, device, precision, config_path, overrides,
                                                       label_map_path, log=log)
         return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))
     label_map = read_label_map(label_map_path) if label_map_path else None
     model, info = load_checkpoint(weights, label_map=label_map)
-    data_cfg = clip_settings(weights, info, config_path, overrides, log=log)
+    clip_notes: list[str] = []
+    data_cfg = clip_settings(weights, info, config_path, overrides, log=clip_notes.append)
+    say_assumptions(weights, info, config_path is not None or bool(overrides), clip_notes, log)
     label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(model.cfg.num_classes)}
     return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))
+
+
+def say_assumptions(weights: str, info: CheckpointInfo, clips_given: bool, clip_notes: list[str],
+                    log: Callable[[str], None] = print) -> None:
+    """Log what the weights leave unsaid (`assumed_line`: ONE line, which also names a registry model's clip
+    recipe, so `clip_settings`'s own note about it is dropped) and a --label-map whose names differ."""
+    stated = (ASSUMED_CLIPS,) if clips_given else ()
+    line = assumed_line(info, str(weights), "predict", stated=stated)
+    if line:
+        log(f"warning: {line}")
+    if not line or ASSUMED_CLIPS in stated or ASSUMED_CLIPS not in info.assumed:
+        for note in clip_notes:
+            log(note)
+    conflict = label_map_conflict(info)
+    if conflict:
+        log(f"warning: {conflict}")

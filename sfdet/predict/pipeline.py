@@ -14,9 +14,12 @@ Per video (`predict_video`):
 Memory is bounded by the window, the decode queue and one batch: it does not
 grow with the video's length.
 
-Many videos (`predict_videos`): each failure is one line and the other videos
-go on; `--resume` skips videos whose outputs are complete; under torchrun the
-ranks take disjoint shares of the (sorted) videos.
+Many videos (`predict_videos`): each failure, whatever its cause, is one line
+(`failure_line`) and the other videos go on; a video that failed midway keeps
+its finished keyframes (JSONL without `end`); `--resume` skips videos whose
+outputs are complete; under torchrun the ranks take disjoint shares of the
+(sorted) videos. With `--boxes`, a video the file has no boxes for (id absent,
+or none of its keyframes' timestamps) is an error, never a silent empty result.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,7 +40,7 @@ from tqdm import tqdm
 from sfdet.data.config import DataConfig
 from sfdet.errors import DataError, SfdetError
 from sfdet.persons import PersonDetector
-from sfdet.persons.precomputed import PrecomputedDetector, timestamp_key
+from sfdet.persons.precomputed import PrecomputedDetector, timestamp_key, timestamp_range
 from sfdet.predict.actions import ActionPredictor
 from sfdet.predict.render import Overlay, VideoRenderer
 from sfdet.predict.stream import FrameRing, FrameStream, every
@@ -63,6 +67,7 @@ class PredictOptions:
     # decodes the next batch's frames while this one is scored (with 8, decoding and scoring took turns).
     max_queued_frames: int = 256
     progress: bool = True
+    stdout_jsonl: bool = False  # also write every JSONL record to standard output (`--stdout jsonl`)
 
     def __post_init__(self):
         if not self.keyframe_rate > 0:
@@ -112,11 +117,6 @@ class _NoBoxesMatched(DataError):
     """`--boxes` listed none of a video's keyframes: its (empty) outputs are removed."""
 
 
-def _timestamp_range(timestamps) -> str:
-    low, high = float(min(timestamps)), float(max(timestamps))
-    return f"{low:g} s" if low == high else f"{low:g}-{high:g} s"
-
-
 def _keyframe_times(options: PredictOptions, time_offset: float) -> tuple[Sequence[float] | Iterable[float], dict]:
     """Video times of the keyframes, and video time -> the timestamp written in the outputs."""
     if options.timestamps is not None:
@@ -139,11 +139,7 @@ class _VideoRun:
         self.time_offset = predictor.cfg.time_offset if options.time_offset is None else options.time_offset
         times, self._timestamp_of = _keyframe_times(options, self.time_offset)
         # Opening checks the file: missing, not a video, audio-only raise DataError before any output exists.
-        self.stream = FrameStream(video, times, predictor.prepare_frame, options.max_queued_frames,
-                                  resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets,
-                                  # a CPU action model uses every core: one decoding (and RGB conversion) thread is
-                                  # faster (+4-7% keyframes/s on 2 cores); on a GPU the cores are free for them
-                                  threaded_decode=predictor.device.type != "cpu")
+        self.stream = self._open_stream(video, times)
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)
         self.tracker = IouTracker(options.track_min_iou, options.track_max_age)
@@ -156,7 +152,8 @@ class _VideoRun:
         problem = self._boxes_problem()
         if problem is not None:
             raise DataError(f"{video}: {problem}")
-        self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold)
+        self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold,
+                                       echo=sys.stdout if options.stdout_jsonl else None)
         try:
             self.renderer = VideoRenderer(video, paths.video, self.info.fps) if paths.video is not None else None
         except BaseException:
@@ -164,6 +161,23 @@ class _VideoRun:
             for path in paths.all():
                 path.unlink(missing_ok=True)
             raise
+
+    def _open_stream(self, video: Path, times) -> FrameStream:
+        """The decoder of the video (online mode, `sfdet.predict.live`, reads a live source instead)."""
+        predictor = self.predictor
+        return FrameStream(video, times, predictor.prepare_frame, self.options.max_queued_frames,
+                           resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets,
+                           # a CPU action model uses every core: one decoding (and RGB conversion) thread is
+                           # faster (+4-7% keyframes/s on 2 cores); on a GPU the cores are free for them
+                           threaded_decode=predictor.device.type != "cpu")
+
+    def _record_extra(self, keyframe: _Keyframe) -> dict | None:
+        """More fields of a keyframe's JSONL record (online mode: source time, latency)."""
+        return None
+
+    def _end_extra(self) -> dict:
+        """More fields of the `end` record (online mode: dropped keyframes, latency percentiles)."""
+        return {}
 
     def timestamp(self, time_s: float) -> float:
         return self._timestamp_of.get(time_s, round(time_s + self.time_offset, 6))
@@ -225,7 +239,11 @@ class _VideoRun:
             steps = np.round(video_times * rate)
             on_grid = [timestamp_key(round(k * (1.0 / rate) + self.time_offset, 6)) == timestamp_key(t)
                        for k, t in zip(steps, listed)]
-            matches = listed[np.asarray(on_grid, bool) & (steps >= 0)]
+            possible = np.asarray(on_grid, bool) & (steps >= 0)
+            duration = self._header_duration()
+            if duration > 0:  # a header may be wrong: only far past its duration is surely past the end
+                possible &= video_times <= 2 * duration + 10
+            matches = listed[possible]
         if len(matches):
             return None
         return self._no_match_line(self._planned_keyframes())
@@ -233,19 +251,23 @@ class _VideoRun:
     def _planned_keyframes(self) -> str:
         """The timestamps this run's keyframes will have, as far as known before decoding."""
         if self.options.timestamps is not None:
-            return _timestamp_range(self.options.timestamps)
-        rate, info = self.options.keyframe_rate, self.info
-        duration = info.duration or (info.num_frames / info.fps if info.num_frames and info.fps else 0.0)
+            return timestamp_range(self.options.timestamps)
+        rate, duration = self.options.keyframe_rate, self._header_duration()
         every_s = f"every {1 / rate:g} s"
         if duration <= 0:
             return f"from {self.time_offset:g} s, {every_s}"
         last = np.floor(duration * rate + 1e-6) / rate + self.time_offset
-        return f"{_timestamp_range([self.time_offset, last])}, {every_s}"
+        return f"{timestamp_range([self.time_offset, last])}, {every_s}"
+
+    def _header_duration(self) -> float:
+        """The video's duration as its header says (seconds; 0 when it does not)."""
+        info = self.info
+        return info.duration or (info.num_frames / info.fps if info.num_frames and info.fps else 0.0)
 
     def _no_match_line(self, keyframes: str) -> str:
         listed = self.detector.timestamps(self.video_id)
         return (f"none of its keyframes (timestamps {keyframes}; time offset {self.time_offset:g}) is in "
-                f"{self.detector.path}, whose rows for {self.video_id!r} have timestamps {_timestamp_range(listed)} "
+                f"{self.detector.path}, whose rows for {self.video_id!r} have timestamps {timestamp_range(listed)} "
                 f"({len(listed)} keyframe(s)); set --time-offset to the timestamp of the video's first frame "
                 "(AVA: 900), or --timestamps / --keyframe-rate to the file's keyframes")
 
@@ -254,7 +276,7 @@ class _VideoRun:
         detector = self.detector
         if isinstance(detector, PrecomputedDetector) and not detector.has_boxes_for(self.video_id,
                                                                                     self.keyframe_timestamps):
-            keyframes = _timestamp_range(self.keyframe_timestamps) if self.keyframe_timestamps else "none"
+            keyframes = timestamp_range(self.keyframe_timestamps) if self.keyframe_timestamps else "none"
             raise _NoBoxesMatched(f"{self.video}: {self._no_match_line(keyframes)}")
 
     def _write_header(self) -> None:
@@ -265,6 +287,7 @@ class _VideoRun:
             "fps": info.fps,
             "width": info.width,
             "height": info.height,
+            "rotation": info.rotation,  # display rotation applied: width, height and boxes are upright
             "num_frames_header": info.num_frames,
             "time_offset": self.time_offset,
             "model": self.predictor.describe(),
@@ -317,7 +340,7 @@ class _VideoRun:
             for i in range(len(keyframe.boxes_norm))
         ]
         self.writer.write_keyframe(KeyframePrediction(self.video_id, keyframe.timestamp, keyframe.source_centre,
-                                                      persons))
+                                                      persons, extra=self._record_extra(keyframe)))
         self.result.keyframes += 1
         if self.renderer is not None:
             names = list(self.predictor.label_map.values())
@@ -350,6 +373,7 @@ class _VideoRun:
             "warnings": result.warnings,
             "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            **self._end_extra(),
         })
 
     def _close(self) -> None:
@@ -380,13 +404,34 @@ def peak_rss_mb() -> float:
 
 def predict_video(video: Path, predictor: ActionPredictor, detector: PersonDetector, paths: OutputPaths,
                   options: PredictOptions) -> VideoResult:
-    """Predict one video into `paths`; raises SfdetError for a file that cannot be read at all."""
+    """Predict one video into `paths`.
+
+    Raises what stopped it (`SfdetError` for a file that cannot be read, boxes that match none of its
+    keyframes); a video that failed before its first keyframe leaves no output files behind.
+    """
     return _VideoRun(Path(video), predictor, detector, paths, options).run()
 
 
 # --------------------------------------------------------------------------
 # Many videos
 # --------------------------------------------------------------------------
+
+
+def failure_line(video: Path, exc: BaseException, keyframes_written: int = 0, paths: OutputPaths | None = None) -> str:
+    """A failed video's one line: the file, what went wrong and, midway, what was kept.
+
+    A user error (`SfdetError`) is its message; anything else is its type and message (no traceback:
+    set SFDET_DEBUG=1 for one).
+    """
+    message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    if not isinstance(exc, SfdetError):
+        message = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+    if str(video) not in message:
+        message = f"{video}: {message}"
+    if keyframes_written and paths is not None:
+        message += (f"; its {keyframes_written} finished keyframe(s) are kept in {paths.csv}, {paths.tracks_csv.name} "
+                    f"and {paths.jsonl.name} (unfinished: --resume redoes this video)")
+    return message
 
 
 def find_videos(inputs: Sequence[str | Path]) -> tuple[list[Path], list[str]]:
@@ -432,21 +477,30 @@ def predict_videos(
     mine = shard_for_rank(videos, rank, world_size)
     for video in tqdm(mine, unit="video", desc="videos", disable=not options.progress or len(mine) < 2):
         target = Path(out_dir) if out_dir is not None else video.parent
-        paths = OutputPaths.for_video(target, video.stem, options.render)
         if video.stem in stems and out_dir is not None:
             line = f"{video}: same name as {stems[video.stem]}; its outputs would overwrite those, rename one"
             print(f"sfdet predict: error: {line}", file=sys.stderr)
             results.append(VideoResult(video, error=line))
             continue
         stems[video.stem] = video
-        if resume and paths.is_complete():
-            results.append(VideoResult(video, skipped=True))
-            continue
+        run = None
         try:
-            result = predict_video(video, predictor, detector, paths, options)
-        except SfdetError as exc:
-            print(f"sfdet predict: error: {exc}", file=sys.stderr)
-            results.append(VideoResult(video, error=str(exc)))
+            paths = OutputPaths.for_video(target, video.stem, options.render)
+            if resume and paths.is_complete():
+                results.append(VideoResult(video, skipped=True))
+                continue
+            if paths.csv.stem != video.stem:
+                print(f"sfdet predict: warning: {video}: name too long for its output files' names; they are named "
+                      f"{paths.csv.stem}.* (the CSVs' video id stays the full name)", file=sys.stderr)
+            run = _VideoRun(video, predictor, detector, paths, options)
+            result = run.run()
+        except Exception as exc:  # one line per failed video, whatever went wrong; the others go on
+            written = run.writer.keyframes_written if run is not None else 0
+            line = failure_line(video, exc, written, paths=run.paths if run is not None else None)
+            print(f"sfdet predict: error: {line}", file=sys.stderr)
+            if os.environ.get("SFDET_DEBUG", "") not in ("", "0"):
+                traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+            results.append(VideoResult(video, keyframes=written, error=line))
             continue
         for warning in result.warnings:
             print(f"sfdet predict: warning: {warning}", file=sys.stderr)

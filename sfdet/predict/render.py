@@ -2,7 +2,9 @@
 
 Colours are per track (a fixed palette indexed by track id), labels sit on a
 filled background above the box so they stay readable on any frame, and
-frames go to the encoder one at a time (nothing is held).
+frames go to the encoder one at a time (nothing is held). A rotated video
+(display matrix) is drawn and written upright, the frames and size the
+prediction saw (`sfdet.data.timing.Orientation`), with no rotation metadata.
 """
 
 from __future__ import annotations

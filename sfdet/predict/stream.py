@@ -18,7 +18,10 @@ the Dataset's fixed-rate grid instead (`resample_frames`, built on
 `timing.resample_to_grid`; centres by `timing.grid_centre`): a repeated frame
 is prepared once. A keyframe is inside the video by `timing.past_the_end`.
 Damaged packets are skipped with a warning and decoding goes on; what was
-decoded is kept.
+decoded is kept. Frames flagged as damaged, and a video that ends well before
+the frame count its header lists (a cut AVI decodes without an error), are
+warned about too (`timing.DecodeReport`). Frames are upright: the stream's
+display rotation is applied on conversion (`timing.Orientation`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from sfdet.data.clip_sampling import clamped_indices
 from sfdet.data.timing import (
     CentreMatcher,
     DecodeReport,
+    Orientation,
     VideoFile,
     VideoInfo,
     frame_period_s,
@@ -54,16 +58,17 @@ from sfdet.errors import DataError
 class FrameImage:
     """A decoded frame, converted to RGB on first use: frames no clip samples are never converted."""
 
-    __slots__ = ("_frame", "_rgb", "_threads")
+    __slots__ = ("_frame", "_rgb", "_threads", "_orientation")
 
-    def __init__(self, frame: av.VideoFrame | np.ndarray, threads: int = 1):
+    def __init__(self, frame: av.VideoFrame | np.ndarray, threads: int = 1, orientation: Orientation | None = None):
         self._frame, self._rgb = (None, frame) if isinstance(frame, np.ndarray) else (frame, None)
         self._threads = threads  # swscale threads of the conversion
+        self._orientation = orientation  # the video's display orientation, applied on conversion
 
     def rgb(self) -> np.ndarray:
-        """(H, W, 3) uint8."""
+        """(H, W, 3) uint8, upright."""
         if self._rgb is None:
-            self._rgb = frame_to_rgb(self._frame, self._threads)
+            self._rgb = frame_to_rgb(self._frame, self._threads, self._orientation)
             self._frame = None  # the decoder's buffer goes back to its pool
         return self._rgb
 
@@ -99,7 +104,8 @@ def decode_frames(path: str | Path, report: DecodeReport | None = None, threaded
     report = report if report is not None else DecodeReport()
     with VideoFile(path, threaded=threaded) as file:
         for index, (shown, frame) in enumerate(file.timed_frames(report)):
-            yield DecodedFrame(index, float(shown), FrameImage(frame, 0 if threaded else 1), index, shown)
+            image = FrameImage(frame, 0 if threaded else 1, file.orientation)
+            yield DecodedFrame(index, float(shown), image, index, shown)
 
 
 def resample_frames(frames: Iterable[DecodedFrame], fps: float, frame_period: Fraction) -> Iterator[DecodedFrame]:
@@ -122,7 +128,8 @@ class StreamItem:
     prepared: Any  # what `prepare_frame` returned for this frame
     source_index: int  # position among the decoded frames (what the renderer draws on)
     keyframes: list[float] = field(default_factory=list)  # keyframe times whose centre this frame is
-    rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty
+    rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty (or keep_rgb)
+    arrival: float = 0.0  # wall-clock time (time.time()) the frame came out of the decoder: latency is counted from it
 
 
 _END = object()
@@ -141,6 +148,10 @@ class FrameStream:
         None): the decoder holds `-min(offsets) + 1` undecided frames, still in the codec's format,
         until the keyframes that could sample them are placed. None: every frame is prepared.
     threaded_decode: codec threading (see `decode_frames`).
+    source: frames from this instead of decoding `path` (`sfdet.predict.live.LiveSource`: a camera,
+        network stream or pipe, or a file paced at its frame rate): has `path`, `info` and
+        `frames(report, threaded) -> Iterator[DecodedFrame]`.
+    keep_rgb: every item carries its full-resolution `rgb` (the live preview), not only keyframe centres.
 
     Keyframes after the last frame (beyond the end tolerance of
     `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
@@ -155,9 +166,13 @@ class FrameStream:
         resample_fps: float | None = None,
         window_offsets: Sequence[int] | None = None,
         threaded_decode: bool = True,
+        source: Any = None,
+        keep_rgb: bool = False,
     ):
-        self.path = Path(path)
-        self.info = open_video(self.path)
+        self.source = source
+        self.path = Path(path) if source is None else source.path
+        self.info = open_video(self.path) if source is None else source.info
+        self.keep_rgb = keep_rgb
         self.resample_fps = resample_fps
         self.report = DecodeReport()
         self.dropped_keyframes: list[float] = []
@@ -209,7 +224,7 @@ class FrameStream:
                     self.prepared_frames += 1
                 item.prepared = prepared
                 needed.discard(item.index)
-            if item.keyframes:
+            if item.keyframes or self.keep_rgb:
                 item.rgb = frame.rgb
             self.decode_seconds += time.perf_counter() - tick
             return self._put(item)  # blocks while the consumer is behind: not decode time
@@ -223,7 +238,8 @@ class FrameStream:
 
         grid = rate_fraction(self.resample_fps) if self.resample_fps else None
         matcher = CentreMatcher(self._keyframe_times, grid_fps=grid)
-        frames = decode_frames(self.path, self.report, threaded=self._threaded_decode)
+        frames = decode_frames(self.path, self.report, threaded=self._threaded_decode) if self.source is None \
+            else self.source.frames(self.report, self._threaded_decode)
         if grid is not None:
             frames = resample_frames(frames, grid, self.info.frame_period)
         while True:
@@ -231,7 +247,7 @@ class FrameStream:
             frame = next(frames, None)
             if frame is None:
                 break
-            item = StreamItem(frame.index, frame.time, None, frame.source_index)
+            item = StreamItem(frame.index, frame.time, None, frame.source_index, arrival=time.time())
             for t, centre in matcher.add_frame(frame.index, frame.time):
                 place(t, centre, item if centre == frame.index else waiting[-1][0])
             waiting.append((item, frame))
@@ -268,7 +284,12 @@ class FrameStream:
         self._thread.start()
         try:
             while True:
-                item = self._queue.get()
+                try:
+                    item = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self._stop.is_set():  # closed from another thread (online mode's Ctrl-C)
+                        return
+                    continue
                 if item is _END:
                     return
                 if isinstance(item, BaseException):

@@ -47,6 +47,7 @@ class KeyframePrediction:
     timestamp: float  # seconds, as written in the CSV
     frame_index: int  # index of the keyframe's centre frame in decode order
     persons: list[PersonPrediction] = field(default_factory=list)
+    extra: dict | None = None  # more fields of its JSONL record (online mode: source time, latency)
 
 
 OUTPUT_SUFFIXES = (".csv", ".tracks.csv", ".jsonl", ".pred.mp4")
@@ -137,8 +138,10 @@ class PredictionWriter:
         label_map: dict[int, str],
         min_score: float = 0.0,
         label_threshold: float = 0.5,
+        echo=None,
     ):
         self.paths = paths
+        self.echo = echo  # a text stream every JSONL record is also written (and flushed) to: `--stdout jsonl`
         self.label_ids = np.array(list(label_map), dtype=np.int64)
         self.label_names = list(label_map.values())
         self.min_score = min_score
@@ -196,16 +199,25 @@ class PredictionWriter:
                 "timestamp": keyframe.timestamp,
                 "frame_index": keyframe.frame_index,
                 "persons": persons,
+                **(keyframe.extra or {}),
             }
         )
         self.keyframes_written += 1
+
+    def write_record(self, kind: str, fields: dict) -> None:
+        """Another JSONL record between the keyframes (online mode: a `gap` in a live source)."""
+        self._write_json({"type": kind, **fields})
 
     def write_end(self, summary: dict) -> None:
         self._write_json({"type": "end", "keyframes": self.keyframes_written, **summary})
 
     def _write_json(self, record: dict) -> None:
-        self._jsonl.write(json.dumps(record) + "\n")
+        line = json.dumps(record) + "\n"
+        self._jsonl.write(line)
         self._jsonl.flush()
+        if self.echo is not None:
+            self.echo.write(line)
+            self.echo.flush()
 
     def close(self) -> None:
         for f in (self._csv, self._tracks, self._jsonl):
