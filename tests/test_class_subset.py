@@ -28,7 +28,7 @@ from test_annotations import write_tracks_csv
 from test_train import SLOWFAST_TINY, TINY
 
 FIVE = {2: "walk", 3: "run", 5: "crouch", 6: "wave_slow", 8: "swipe_down"}  # in the quick toy's train and val GT
-QUICK = ["train.max_iters=2", "data.cache=none"]
+QUICK = ["train.max_iters=2"]
 
 
 def ten_class_checkpoint(toy: Path, path: Path) -> Path:

@@ -59,7 +59,7 @@ def _write_checkpoint(path: Path, config_file: str, person_bias: float = 2.0, se
     with torch.no_grad():
         model.proposal_generator.rpn_head.anchor_deltas.weight.zero_()  # proposals = anchors
         model.proposal_generator.rpn_head.anchor_deltas.bias.zero_()
-        predictor.cls_score.weight.normal_(0, 1e-4)  # scores vary from box to box (random-init features are large)
+        predictor.cls_score.weight.normal_(0, 1e-4)  # scores vary by box (random-init features are large)
         predictor.cls_score.bias.fill_(-20.0)
         predictor.cls_score.bias[PERSON] = person_bias
         predictor.cls_score.bias[BICYCLE] = 1.0

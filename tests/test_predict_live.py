@@ -231,7 +231,7 @@ def test_a_slow_scorer_drops_whole_keyframes_with_bounded_queues_and_latency(toy
     records = read_jsonl(tmp_path / "toy_val_000.jsonl")
     online = records[-1]["online"]
     keyframes = _keyframes(records)
-    placed = 20  # 0.0, 0.2, ... 3.8 s inside the 4 s video (60 frames at 15 fps)
+    placed = 21  # 0.0, 0.2, ... 4.0 s: the last frame is at 3.93 s, 4.0 s is within one frame period of it
     assert online["keyframes_dropped"] > 0 and len(keyframes) + online["keyframes_dropped"] == placed
     assert result.keyframes == len(keyframes)
     assert online["max_keyframes_queued"] <= online["keyframes_queue_bound"] == 2

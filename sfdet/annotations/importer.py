@@ -122,11 +122,24 @@ def sample_keyframes(video: VideoSource, annotations: list[VideoAnnotations], ra
     return out
 
 
-def build_gt(videos: dict[Path, tuple[VideoSource, list[VideoAnnotations]]], rate: float, result: ImportResult,
+def dense_keyframes(video: VideoSource, annotations: list[VideoAnnotations]) -> list[tuple[float, int]]:
+    """(timestamp, frame) of every annotated frame (sources that list their frames): a keyframe at each frame's time."""
+    frames = set()
+    for a in annotations:
+        if a.frames is None:
+            raise AnnotationError(f"{a.source}: dense keyframes need the annotated frames listed")
+        frames |= {f for f in a.frames if 0 <= f < video.num_frames}
+    return [(video.times[f], f) for f in sorted(frames)]
+
+
+def build_gt(videos: dict[Path, tuple[VideoSource, list[VideoAnnotations]]], rate: float | None, result: ImportResult,
              names: dict[str, int]) -> pd.DataFrame:
+    """GT rows of the keyframes `k / rate` (`sample_keyframes`), or of every annotated frame (`rate` None:
+    `dense_keyframes`): the tracks' boxes on each keyframe's centre frame, one row per action."""
     rows = []
     for video, annotations in videos.values():
-        for t, centre in sample_keyframes(video, annotations, rate):
+        keyframes = dense_keyframes(video, annotations) if rate is None else sample_keyframes(video, annotations, rate)
+        for t, centre in keyframes:
             result.keyframes += 1
             persons: dict[int, list] = {}  # person -> [box, actions, firm]
             for a in annotations:
@@ -185,7 +198,10 @@ def split_videos(video_ids: list[str], val_fraction: float, seed: int) -> dict[s
     return {"train": [v for v in video_ids if v not in val], "val": val}
 
 
-def _data_yaml(out: Path) -> str:
+def _data_yaml(out: Path, frames_fps: float | None = None) -> str:
+    """`data.yaml` of a dataset at `out`: decoded videos (`videos/`), or extracted frames at `frames_fps`."""
+    source = (f"source: frames\n  frames_dir: frames\n  fps: {frames_fps!r}" if frames_fps is not None
+              else "source: video\n  video_dir: videos")
     return f"""# Written by `sfdet data import`: the `data:` section of this dataset. Use it as
 #   sfdet data check --config {out}/data.yaml
 # and as the `data:` part of a training config (`_base_` it, or copy the keys). There are no person
@@ -201,8 +217,7 @@ data:
   train_proposals: ""
   val_proposals: ""
   val_boxes: gt
-  source: video
-  video_dir: videos
+  {source}
   time_offset: 0
 """
 
@@ -217,12 +232,7 @@ def import_annotations(fmt: str, sources: list, videos_dir, out, *, actions_from
         raise AnnotationError(f"--keyframe-rate must be > 0, got {keyframe_rate}")
     if not 0 <= val_fraction < 1:
         raise AnnotationError(f"--val-fraction must be in [0, 1), got {val_fraction}")
-    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
-        if not overwrite:
-            raise AnnotationError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
-        if not (out / MARKER).is_file():
-            raise AnnotationError(f"{out}: --overwrite replaces only a dataset `sfdet data import` wrote "
-                                  f"(with {MARKER}); choose another --out")
+    check_out(out, overwrite)
     actions = ActionSpec.parse(actions_from)
     label_map = ava.read_label_map(label_map_path) if label_map_path else None
     resolver = VideoResolver(videos_dir)
@@ -250,17 +260,7 @@ def import_annotations(fmt: str, sources: list, videos_dir, out, *, actions_from
     for split in ("train", "val"):
         result.gt[split] = gt[gt["video_id"].isin(splits[split])].reset_index(drop=True)
 
-    tmp = out.parent / f".{out.name}.import-tmp{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        annotations_dir = tmp / "annotations"
-        annotations_dir.mkdir(parents=True)
-        ava.write_label_map(annotations_dir / "label_map.pbtxt", label_map)
-        empty = pd.DataFrame(columns=ava.EXCLUSION_COLUMNS)
-        for split in ("train", "val"):
-            ava.write_gt_csv(annotations_dir / f"{split}.csv", result.gt[split])
-            ava.write_exclusions(annotations_dir / f"{split}_excluded_timestamps.csv", empty)
+    def media(tmp: Path) -> None:
         (tmp / "videos").mkdir()
         for video, _ in by_video.values():
             target = tmp / "videos" / f"{video.video_id}{video.path.suffix}"
@@ -268,12 +268,49 @@ def import_annotations(fmt: str, sources: list, videos_dir, out, *, actions_from
                 shutil.copy2(video.path, target)
             else:
                 os.symlink(video.path.absolute(), target)
-        (tmp / "data.yaml").write_text(_data_yaml(out), encoding="utf-8")
-        record = {"format": fmt, "sources": [str(Path(s).absolute()) for s in sources],
-                  "videos_dir": str(Path(videos_dir).absolute()), "actions_from": actions_from,
-                  "keyframe_rate": keyframe_rate, "val_fraction": val_fraction, "seed": seed,
-                  "splits": splits, "keyframes": result.keyframes, "empty_keyframes": result.empty_keyframes,
-                  "skipped": dict(skipped.counts)}
+
+    record = {"format": fmt, "sources": [str(Path(s).absolute()) for s in sources],
+              "videos_dir": str(Path(videos_dir).absolute()), "actions_from": actions_from,
+              "keyframe_rate": keyframe_rate, "val_fraction": val_fraction, "seed": seed,
+              "splits": splits, "keyframes": result.keyframes, "empty_keyframes": result.empty_keyframes,
+              "skipped": dict(skipped.counts)}
+    write_dataset(out, result, media, _data_yaml(out), record)
+    if print_line is not None:
+        for line in result.summary_lines():
+            print_line(line)
+    return result
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """`out` must be new or empty, or (with `overwrite`) a dataset an import wrote."""
+    if out.exists() and not (out.is_dir() and not any(out.iterdir())):
+        if not overwrite:
+            raise AnnotationError(f"{out} exists and is not empty; choose another --out or pass --overwrite")
+        if not (out / MARKER).is_file():
+            raise AnnotationError(f"{out}: --overwrite replaces only a dataset `sfdet data import` wrote "
+                                  f"(with {MARKER}); choose another --out")
+
+
+def write_dataset(out: Path, result: ImportResult, media: Callable[[Path], None], data_yaml: str, record: dict,
+                  extra: Callable[[Path], None] | None = None) -> None:
+    """Write the dataset into a temporary folder beside `out`, then rename it (all or nothing): the label map,
+    the GT CSVs and empty exclusions of both splits, `media(tmp)` (videos or frames), `extra(tmp)` (more
+    annotation files), data.yaml and the import record."""
+    tmp = out.parent / f".{out.name}.import-tmp{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    try:
+        annotations_dir = tmp / "annotations"
+        annotations_dir.mkdir(parents=True)
+        ava.write_label_map(annotations_dir / "label_map.pbtxt", result.label_map)
+        empty = pd.DataFrame(columns=ava.EXCLUSION_COLUMNS)
+        for split in ("train", "val"):
+            ava.write_gt_csv(annotations_dir / f"{split}.csv", result.gt[split])
+            ava.write_exclusions(annotations_dir / f"{split}_excluded_timestamps.csv", empty)
+        media(tmp)
+        if extra is not None:
+            extra(tmp)
+        (tmp / "data.yaml").write_text(data_yaml, encoding="utf-8")
         (tmp / MARKER).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             shutil.rmtree(out) if (out / MARKER).is_file() else out.rmdir()
@@ -283,7 +320,3 @@ def import_annotations(fmt: str, sources: list, videos_dir, out, *, actions_from
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    if print_line is not None:
-        for line in result.summary_lines():
-            print_line(line)
-    return result

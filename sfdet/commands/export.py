@@ -40,12 +40,12 @@ def run(args: argparse.Namespace) -> int:
     from sfdet.export.onnx import export_onnx
     from sfdet.models import load_checkpoint
     from sfdet.models.recipe import ClipRecipe
-    from sfdet.predict.clip_settings import clip_settings
+    from sfdet.predict.clip_settings import model_clip_settings
 
     label_map = read_label_map(args.label_map) if args.label_map else None
     model, info = load_checkpoint(args.weights, label_map=label_map)
     cfg = model.cfg
-    data_cfg = clip_settings(args.weights, info, args.config, args.overrides)
+    data_cfg = model_clip_settings(args.weights, info, args.config, args.overrides)
     recipe = ClipRecipe.from_data(data_cfg, cfg.alpha if cfg.arch == "slowfast" else None)
     label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(cfg.num_classes)}
     result = export_onnx(model, args.output, label_map, recipe, precision=args.precision,

@@ -105,9 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="reopen a network source that dropped up to N times, with growing waits (default 3)")
     live.add_argument("--input-format", default=None,
                       help="FFmpeg input format of a live source (default: probed; v4l2 for /dev/video*)")
-    live.add_argument("--input-option", action="append", default=[], metavar="KEY=VALUE",
-                      help="FFmpeg input option, repeatable (e.g. video_size=640x480, framerate=30, "
-                           "rtsp_transport=tcp)")
+    live.add_argument("--input-option", action="append", default=[], nargs=2, metavar=("KEY", "VALUE"),
+                      help="FFmpeg input option, repeatable (e.g. video_size 640x480, framerate 30, "
+                           "rtsp_transport tcp)")
     live.add_argument("--max-queued-keyframes", type=int, default=None,
                       help="keyframes waiting to be scored before the oldest is dropped (default: max(2, batch size))")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -129,12 +129,7 @@ def _live_options(args: argparse.Namespace):
                         ("--resume", args.resume)):
         if given:
             raise SfdetError(f"{flag} is for video files, not live sources (--preview shows a live source)")
-    options = {}
-    for item in args.input_option:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SfdetError(f"--input-option: expected KEY=VALUE, got '{item}'")
-        options[key] = value
+    options = {key: value for key, value in args.input_option}
     return LiveOptions(paced=not live_inputs, name=args.name, open_timeout=args.open_timeout,
                        reconnect=args.reconnect, input_format=args.input_format, input_options=options,
                        max_queued_keyframes=args.max_queued_keyframes, preview_port=args.preview)

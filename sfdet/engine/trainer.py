@@ -305,6 +305,12 @@ class Trainer:
                                 "loss": mean_loss, "lr": lr, "clips_per_s": clips_per_s})
             self.loss_window = [0.0, 0]
 
+    def close_datasets(self) -> None:
+        """Close the video files the datasets opened in this process (loader workers close their own)."""
+        self.train_set.close()
+        if self.val_data is not None:
+            self.val_data.dataset.close()
+
     def fit(self) -> TrainResult:
         tc = self.cfg.train
         if self.iteration >= self.total_iters:
@@ -373,6 +379,7 @@ def train(cfg: Config, resume: str | None = None, fresh: bool = False, progress:
           log=tqdm.write) -> TrainResult:
     """Train `cfg` (one process, or this process's share under torchrun)."""
     ctx = dist_utils.init_distributed(cfg.train.device)
+    trainer = None
     try:
         trainer = Trainer(cfg, ctx, resume=resume, fresh=fresh, progress=progress, log=log)
         result = trainer.fit()
@@ -382,4 +389,6 @@ def train(cfg: Config, resume: str | None = None, fresh: bool = False, progress:
             log(f"done: {result.iteration} iterations, {last}; checkpoints in {trainer.ckpt_dir}")
         return result
     finally:
+        if trainer is not None:
+            trainer.close_datasets()
         dist_utils.cleanup_distributed()

@@ -412,7 +412,7 @@ def _select_rows(inputs: _Inputs, keys: _Keys, options: _Options, notes: dict) -
     pred_scores = inputs.pred["score"].to_numpy(np.float64)
     if options.max_per_frame is not None:
         pred_keep &= _top_k_per_key(keys.pred, pred_scores, pred_keep, int(options.max_per_frame))
-        notes["dropped_by_max_per_frame"] = int(np.isin(pred_class, inputs.evaluated).sum() - pred_keep.sum())
+        notes["dropped_by_max_per_frame"] = int(_isin_ids(pred_class, inputs.evaluated).sum() - pred_keep.sum())
 
     videos_without_gt = np.setdiff1d(keys.pred_video[pred_keep], keys.gt_video[gt_keep])
     notes["pred_videos_without_gt"] = sorted(str(keys.video_names[v]) for v in videos_without_gt)
@@ -430,19 +430,24 @@ def _filter_classes(gt_class: np.ndarray, pred_class: np.ndarray, inputs: _Input
                     notes: dict) -> tuple[np.ndarray, np.ndarray]:
     """The reference's class whitelist, with unknown ids counted rather than silently dropped."""
     known = np.array(sorted(inputs.label_map), dtype=np.int64)
+    kept = []
     for name, cls in (("gt", gt_class), ("pred", pred_class)):
-        ids, counts = np.unique(cls[~np.isin(cls, known)], return_counts=True)
+        is_known, is_evaluated = _isin_ids(cls, known), _isin_ids(cls, inputs.evaluated)
+        ids, counts = np.unique(cls[~is_known], return_counts=True)
         notes[f"{name}_rows_with_class_not_in_label_map"] = {int(i): int(n) for i, n in zip(ids, counts)}
-        notes[f"{name}_rows_not_in_classes"] = int((np.isin(cls, known) & ~np.isin(cls, inputs.evaluated)).sum())
-    return np.isin(gt_class, inputs.evaluated), np.isin(pred_class, inputs.evaluated)
+        notes[f"{name}_rows_not_in_classes"] = int((is_known & ~is_evaluated).sum())
+        kept.append(is_evaluated)
+    return kept[0], kept[1]
 
 
 def _keyframe_rank(keys: _Keys, gt_keep: np.ndarray, pred_keep: np.ndarray, options: _Options) -> np.ndarray:
     """Keyframes in order of first appearance in the (class-filtered) detections, or GT's for MMAction2 1.x."""
     first_key_source = keys.gt[gt_keep] if options.mmaction_1x else keys.pred[pred_keep]
     key_rank = np.full(keys.count, np.iinfo(np.int64).max, dtype=np.int64)
-    uniq_keys, first_index = np.unique(first_key_source, return_index=True)
-    key_rank[uniq_keys] = np.argsort(np.argsort(first_index, kind="stable"), kind="stable")
+    first_index = np.full(keys.count, len(first_key_source), dtype=np.int64)
+    np.minimum.at(first_index, first_key_source, np.arange(len(first_key_source)))
+    uniq_keys = np.flatnonzero(first_index < len(first_key_source))
+    key_rank[uniq_keys] = np.argsort(np.argsort(first_index[uniq_keys], kind="stable"), kind="stable")
     return key_rank
 
 
@@ -472,8 +477,8 @@ def _boxes_as_the_reference(inputs: _Inputs, gt_keep: np.ndarray, pred_keep: np.
                             notes: dict) -> tuple[np.ndarray, np.ndarray]:
     """Boxes in the reference's [y1, x1, y2, x2] order and dtype; drops (in `pred_keep`) or rejects
     detections whose box is not strictly x1<x2 and y1<y2, as the protocol does."""
-    gt_boxes = inputs.gt[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype)
-    pred_boxes = inputs.pred[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype)
+    gt_boxes = inputs.gt[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype, copy=False)
+    pred_boxes = inputs.pred[["y1", "x1", "y2", "x2"]].to_numpy(np.float64).astype(options.float_dtype, copy=False)
     valid = (pred_boxes[:, 0] < pred_boxes[:, 2]) & (pred_boxes[:, 1] < pred_boxes[:, 3])
     inverted_pred = (pred_boxes[:, 0] > pred_boxes[:, 2]) | (pred_boxes[:, 1] > pred_boxes[:, 3])
     if options.mmaction_1x:
@@ -501,28 +506,35 @@ def _note_duplicate_detections(inputs: _Inputs, keys: _Keys, notes: dict) -> Non
     columns = {"key": keys.pred, "action_id": inputs.pred["action_id"].to_numpy(np.int64)}
     for c in ("x1", "y1", "x2", "y2"):
         columns[c] = inputs.pred[c].to_numpy(np.float64)
-    identity = pd.DataFrame(columns)
     # A cheap 64-bit mix per row finds the candidates (rows whose hash repeats; a collision only adds a
-    # candidate); the exact comparison runs on those only. 2M rows: ~0.3 s, a third of pandas' duplicated.
-    hashes = np.zeros(len(identity), dtype=np.uint64)
+    # candidate); the exact comparison runs on those only. 2M rows: ~0.2 s, a fifth of pandas' duplicated.
+    hashes = np.zeros(len(keys.pred), dtype=np.uint64)
+    scratch = np.empty_like(hashes)
     with np.errstate(over="ignore"):
         for values in columns.values():
             if values.dtype.kind == "f":  # equal values, equal bits: -0.0 -> 0.0, one NaN
-                values = np.where(np.isnan(values), np.nan, values + 0.0)
-            hashes = (hashes ^ values.view(np.uint64)) * np.uint64(0x9E3779B97F4A7C15)
-            hashes ^= hashes >> np.uint64(29)
+                values = values + 0.0
+                nan = np.isnan(values)
+                if nan.any():
+                    values[nan] = np.nan
+            hashes ^= values.view(np.uint64)
+            hashes *= np.uint64(0x9E3779B97F4A7C15)
+            np.right_shift(hashes, np.uint64(29), out=scratch)
+            hashes ^= scratch
     ordered = np.sort(hashes)
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    duplicated = np.zeros(len(identity), dtype=bool)
-    if repeated.size:
-        candidates = np.flatnonzero(np.isin(hashes, repeated))
-        duplicated[candidates] = identity.iloc[candidates].duplicated(keep="first").to_numpy()
+    duplicated = np.zeros(len(hashes), dtype=bool)
+    if repeated.size:  # the exact comparison on the candidate rows only
+        candidates = np.flatnonzero(pd.Series(hashes, copy=False).isin(np.unique(repeated)).to_numpy())
+        identity = pd.DataFrame({name: values[candidates] for name, values in columns.items()})
+        duplicated[candidates] = identity.duplicated(keep="first").to_numpy()
     notes["duplicate_pred_rows"] = int(duplicated.sum())
-    if duplicated.any():
-        row = int(np.flatnonzero(duplicated)[0])
-        first = identity.iloc[row]
+    if duplicated.any():  # the row a duplicate repeats is a candidate too (same hash)
+        at = int(np.searchsorted(candidates, np.flatnonzero(duplicated)[0]))
+        row = int(candidates[at])
+        first = identity.iloc[at]
         same = ((identity == first) | (identity.isna() & first.isna())).all(axis=1).to_numpy()
-        original = int(np.flatnonzero(same)[0])
+        original = int(candidates[np.flatnonzero(same)[0]])
         notes["first_duplicate_pred_row"] = (f"{_row_location(inputs.pred, inputs.pred_source, row)} repeats "
                                              f"{_row_location(inputs.pred, inputs.pred_source, original)}")
 
@@ -537,15 +549,18 @@ def _sort_into_groups(inputs: _Inputs, keys: _Keys, rows: _Rows, options: _Optio
     det_cls = np.searchsorted(inputs.evaluated, rows.pred_class[det_rows])
 
     if options.in_given_order or "person_id" not in inputs.gt.columns:
-        gt_order_key = np.zeros(len(gt_rows))
+        gt_order_key = (np.zeros(len(gt_rows), dtype=np.int64), 1)
     else:
-        gt_order_key = -inputs.gt["person_id"].to_numpy(np.float64)[gt_rows]
-    gt_sort = np.lexsort((gt_rows, gt_order_key, gt_cls, keys.gt[gt_rows]))
+        gt_order_key = _dense_rank(-inputs.gt["person_id"].to_numpy(np.float64)[gt_rows])
+    gt_sort = _sort_by((keys.gt[gt_rows], keys.count), (gt_cls, n_classes), gt_order_key)
     gt_rows, gt_cls = gt_rows[gt_sort], gt_cls[gt_sort]
 
     det_keys = keys.pred[det_rows]
-    det_order_key = np.zeros(len(det_rows)) if options.in_given_order else -rows.pred_scores[det_rows]
-    det_sort = np.lexsort((det_rows, det_order_key, rows.key_rank[det_keys]))
+    if options.in_given_order:
+        det_order_key = (np.zeros(len(det_rows), dtype=np.int64), 1)
+    else:
+        det_order_key = _dense_rank(-rows.pred_scores[det_rows])
+    det_sort = _sort_by((rows.key_rank[det_keys], keys.count), det_order_key)
     det_rows, det_cls, det_keys = det_rows[det_sort], det_cls[det_sort], det_keys[det_sort]
     return _Groups(gt_rows=gt_rows, gt_group=keys.gt[gt_rows] * n_classes + gt_cls,
                    det_rows=det_rows, det_cls=det_cls, det_group=det_keys * n_classes + det_cls)
@@ -555,8 +570,14 @@ def _match(inputs: _Inputs, rows: _Rows, groups: _Groups, iou: float) -> np.ndar
     """(n_det,) bool: each detection (in order) takes its first-argmax-IoU GT of the same keyframe and
     class (a NaN IoU counts as the maximum, as `np.argmax` does); a TP if IoU >= `iou` and that GT is free."""
     # (detection, GT) pairs of the same keyframe and class.
-    first_gt = np.searchsorted(groups.gt_group, groups.det_group, side="left")
-    n_pairs = np.searchsorted(groups.gt_group, groups.det_group, side="right") - first_gt
+    n_groups = int(max(groups.gt_group.max(initial=-1), groups.det_group.max(initial=-1))) + 1
+    if n_groups <= 4 * (len(groups.gt_group) + len(groups.det_group)) + 1024:
+        gt_per_group = np.bincount(groups.gt_group, minlength=n_groups)  # gt_group is sorted
+        first_gt = (np.cumsum(gt_per_group) - gt_per_group)[groups.det_group]
+        n_pairs = gt_per_group[groups.det_group]
+    else:
+        first_gt = np.searchsorted(groups.gt_group, groups.det_group, side="left")
+        n_pairs = np.searchsorted(groups.gt_group, groups.det_group, side="right") - first_gt
     _raise_on_inverted_gt(inputs.gt, inputs.gt_source, groups.gt_rows, rows.gt_boxes, groups.gt_group,
                           groups.det_group)
     pair_det = np.repeat(np.arange(len(groups.det_rows)), n_pairs)
@@ -577,8 +598,9 @@ def _match(inputs: _Inputs, rows: _Rows, groups: _Groups, iou: float) -> np.ndar
         candidate = pair_iou[chosen] >= iou
         cand_det = with_pairs[candidate]
         cand_gt = pair_gt[chosen[candidate]]
-        _, first = np.unique(cand_gt, return_index=True)  # cand_det is in detection order
-        is_tp[cand_det[first]] = True
+        first_det = np.full(len(groups.gt_rows), len(groups.det_rows), dtype=np.int64)
+        np.minimum.at(first_det, cand_gt, cand_det)  # the earliest detection that picks each GT
+        is_tp[first_det[first_det < len(groups.det_rows)]] = True
     return is_tp
 
 
@@ -587,8 +609,9 @@ def _result(inputs: _Inputs, rows: _Rows, groups: _Groups, is_tp: np.ndarray, op
     """Per-class ranking, PR curve and AP exactly as the reference; mAP; the reference's metric names."""
     evaluated, n_classes = inputs.evaluated, len(inputs.evaluated)
     det_scores = rows.pred_scores[groups.det_rows].astype(options.float_dtype)
-    by_class = np.argsort(groups.det_cls, kind="stable")
-    class_bounds = np.searchsorted(groups.det_cls[by_class], np.arange(n_classes + 1))
+    small = np.int16 if n_classes < 2**15 else np.int64  # 16-bit keys: numpy's stable sort is a radix sort
+    by_class = np.argsort(groups.det_cls.astype(small), kind="stable")
+    class_bounds = np.concatenate([[0], np.cumsum(np.bincount(groups.det_cls, minlength=n_classes))])
     gt_counts_dense = np.bincount(np.searchsorted(evaluated, rows.gt_class[rows.gt_counted]), minlength=n_classes)
 
     per_class_ap, pr_curves, gt_counts, det_counts = {}, {}, {}, {}
@@ -640,6 +663,46 @@ def _top_k_per_key(keys: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: in
     out = np.zeros(len(keys), dtype=bool)
     out[order[rank < k]] = True
     return out
+
+
+def _isin_ids(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """`np.isin(values, ids)` for integer class ids, by a lookup table over their range (no sort)."""
+    ids = np.asarray(ids, dtype=np.int64)
+    if ids.size == 0 or int(ids.max()) - int(ids.min()) > 1 << 24:
+        return np.isin(values, ids)
+    low, span = int(ids.min()), int(ids.max()) - int(ids.min()) + 1
+    table = np.zeros(span + 1, dtype=bool)  # the last entry: every value outside the range
+    table[ids - low] = True
+    offset = values.astype(np.int64, copy=False) - low
+    return table[np.where((offset >= 0) & (offset < span), offset, span)]
+
+
+def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """(rank of each value among the distinct values, ascending; number of distinct values). Equal values
+    (0.0 and -0.0 too) share a rank, as they tie in a sort. No NaN."""
+    codes, distinct = pd.factorize(values + 0.0, sort=False)  # hashing, not sorting, the rows (+0.0: -0.0 -> 0.0)
+    rank_of_distinct = np.empty(len(distinct), dtype=np.int64)
+    rank_of_distinct[np.argsort(np.asarray(distinct), kind="stable")] = np.arange(len(distinct))
+    return rank_of_distinct[codes], len(distinct)
+
+
+def _sort_by(*keys: tuple[np.ndarray, int]) -> np.ndarray:
+    """The stable lexicographic order of rows by non-negative integer keys (primary first), each given with
+    an exclusive upper bound; ties keep row order. When the keys and the row index fit 64 bits together
+    (AVA-sized inputs do) this is one unsigned sort of packed keys, else `np.lexsort`."""
+    n = len(keys[0][0]) if keys else 0
+    widths = [max(int(bound) - 1, 0).bit_length() for _, bound in keys] + [max(n - 1, 0).bit_length()]
+    in_bounds = all(n == 0 or (key.min() >= 0 and key.max() < bound) for key, bound in keys)
+    if sum(widths) > 64 or not in_bounds:
+        return np.lexsort((np.arange(n), *[k for k, _ in reversed(keys)]))
+    packed = np.zeros(n, dtype=np.uint64)
+    for (key, _), width in zip(keys, widths):
+        packed <<= np.uint64(width)
+        packed |= key.astype(np.uint64)
+    packed <<= np.uint64(widths[-1])
+    packed |= np.arange(n, dtype=np.uint64)
+    packed.sort()  # keys are unique (the row index is in them): any sort gives the stable order
+    return (packed & np.uint64((1 << widths[-1]) - 1)).astype(np.int64)
 
 
 def _not_finite(boxes: np.ndarray) -> np.ndarray:

@@ -119,7 +119,8 @@ class Detectron2Detector(PersonDetector):
         try:
             cfg.merge_from_file(config_file)
         except Exception as exc:
-            raise ConfigError(f"cannot read detectron2 config {config_name}: {str(exc).strip().splitlines()[0]}") from None
+            first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ConfigError(f"cannot read detectron2 config {config_name}: {first_line}") from None
         if weights == "DEFAULT":
             if from_zoo:
                 try:
@@ -130,7 +131,8 @@ class Detectron2Detector(PersonDetector):
             elif cfg.MODEL.WEIGHTS:
                 weights = cfg.MODEL.WEIGHTS
             else:
-                raise ConfigError(f"detectron2 config {config_name} sets no MODEL.WEIGHTS; pass --detector-weights FILE")
+                raise ConfigError(f"detectron2 config {config_name} sets no MODEL.WEIGHTS; "
+                                  "pass --detector-weights FILE")
         weights_file = self._weights_file(weights, opener)
         cfg.MODEL.WEIGHTS = ""  # loaded below, checked; DefaultPredictor loads nothing itself
         cfg.MODEL.DEVICE = str(torch.device(device))

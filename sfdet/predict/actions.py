@@ -21,9 +21,8 @@ from sfdet.data.config import DataConfig
 from sfdet.data.transforms import ClipTransform
 from sfdet.devices import resolve_precision
 from sfdet.errors import ConfigError
-from sfdet.models.checkpoint import ASSUMED_CLIPS, CheckpointInfo, assumed_line, label_map_conflict
 from sfdet.models.inference import optimize_for_inference
-from sfdet.predict.clip_settings import clip_settings
+from sfdet.predict.clip_settings import model_clip_settings
 
 DEFAULT_MODEL = "slowfast_r50_detection"
 # Keyframe clips per forward pass when --batch-size is not given: a GPU needs bigger batches to be busy.
@@ -155,24 +154,6 @@ def load_action_predictor(
         return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))
     label_map = read_label_map(label_map_path) if label_map_path else None
     model, info = load_checkpoint(weights, label_map=label_map)
-    clip_notes: list[str] = []
-    data_cfg = clip_settings(weights, info, config_path, overrides, log=clip_notes.append)
-    say_assumptions(weights, info, config_path is not None or bool(overrides), clip_notes, log)
+    data_cfg = model_clip_settings(weights, info, config_path, overrides, log)
     label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(model.cfg.num_classes)}
     return ActionPredictor(model, data_cfg, label_map, device, precision, name=str(weights))
-
-
-def say_assumptions(weights: str, info: CheckpointInfo, clips_given: bool, clip_notes: list[str],
-                    log: Callable[[str], None] = print) -> None:
-    """Log what the weights leave unsaid (`assumed_line`: ONE line, which also names a registry model's clip
-    recipe, so `clip_settings`'s own note about it is dropped) and a --label-map whose names differ."""
-    stated = (ASSUMED_CLIPS,) if clips_given else ()
-    line = assumed_line(info, str(weights), "predict", stated=stated)
-    if line:
-        log(f"warning: {line}")
-    if not line or ASSUMED_CLIPS in stated or ASSUMED_CLIPS not in info.assumed:
-        for note in clip_notes:
-            log(note)
-    conflict = label_map_conflict(info)
-    if conflict:
-        log(f"warning: {conflict}")

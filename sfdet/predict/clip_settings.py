@@ -16,7 +16,7 @@ from typing import Callable
 from sfdet.config import Config, load_config
 from sfdet.data.config import DataConfig
 from sfdet.errors import ConfigError
-from sfdet.models.checkpoint import CheckpointInfo, registry_recipe
+from sfdet.models.checkpoint import ASSUMED_CLIPS, CheckpointInfo, assumed_line, label_map_conflict, registry_recipe
 from sfdet.models.recipe import ClipRecipe
 from sfdet.typed_config import from_dict
 
@@ -51,3 +51,31 @@ def clip_settings(weights: str, info: CheckpointInfo, config_path: str | None = 
         f"{weights} does not say how its clips were made (frames, stride, short side); "
         "pass the training config with --config YAML"
     )
+
+
+def say_assumptions(weights: str, info: CheckpointInfo, clips_given: bool, clip_notes: list[str],
+                    log: Callable[[str], None] = print) -> None:
+    """Log what the weights leave unsaid (`assumed_line`: ONE line, which also names a registry model's clip
+    recipe, so `clip_settings`'s own note about it is dropped) and a --label-map whose names differ."""
+    stated = (ASSUMED_CLIPS,) if clips_given else ()
+    line = assumed_line(info, str(weights), "predict", stated=stated)
+    if line:
+        log(f"warning: {line}")
+    if not line or ASSUMED_CLIPS in stated or ASSUMED_CLIPS not in info.assumed:
+        for note in clip_notes:
+            log(note)
+    conflict = label_map_conflict(info)
+    if conflict:
+        log(f"warning: {conflict}")
+
+
+def model_clip_settings(weights: str, info: CheckpointInfo, config_path: str | None = None,
+                        overrides: list[str] = (), log: Callable[[str], None] = print) -> DataConfig:
+    """`clip_settings`, then one line on what the weights leave unsaid (`say_assumptions`).
+
+    What `predict` (both backends) and `export` call, so every command says the same about a file.
+    """
+    clip_notes: list[str] = []
+    data_cfg = clip_settings(weights, info, config_path, overrides, log=clip_notes.append)
+    say_assumptions(weights, info, config_path is not None or bool(overrides), clip_notes, log)
+    return data_cfg

@@ -108,7 +108,7 @@ class LiveOptions:
     open_timeout: float = 10.0  # seconds an open, or waiting for the first frame, may take
     reconnect: int = 3  # reopenings of a network source that dropped
     input_format: str | None = None  # FFmpeg input format (`v4l2`, `mpegts`, ...); default: probed (v4l2 for devices)
-    input_options: dict[str, str] = field(default_factory=dict)  # FFmpeg input options (video_size=640x360 ...)
+    input_options: dict[str, str] = field(default_factory=dict)  # FFmpeg input options (video_size: 640x360 ...)
     max_queued_keyframes: int | None = None  # scored-keyframe queue bound (default: max(2, batch size))
     preview_port: int | None = None  # `--preview PORT`
     preview_host: str = "127.0.0.1"
@@ -532,6 +532,7 @@ class _LiveRun(_VideoRun):
         except KeyboardInterrupt:
             interrupted = True
             self.source.ended = "interrupted (Ctrl-C)"
+            self.stream.report.header_frames = 0  # stopped on purpose: not a file cut short
         except Exception:
             self._stop_threads(assembler)
             self._close()

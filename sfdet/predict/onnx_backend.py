@@ -9,7 +9,7 @@ import torch
 from sfdet.errors import ConfigError
 from sfdet.export.onnx import require_onnx
 from sfdet.export.onnx_runtime import OnnxActionModel
-from sfdet.predict.clip_settings import clip_settings
+from sfdet.predict.clip_settings import model_clip_settings
 
 
 ORT_PRECISIONS = ("auto", "fp32", "fp16")
@@ -54,7 +54,7 @@ def load_for_predict(weights: str, device: torch.device, precision: str = "auto"
     from sfdet.models.recipe import ClipRecipe
 
     torch_model, info = load_checkpoint(weights, label_map=label_map)
-    data_cfg = clip_settings(weights, info, config_path, overrides, log=log)
+    data_cfg = model_clip_settings(weights, info, config_path, overrides, log=log)
     cfg = torch_model.cfg
     recipe = ClipRecipe.from_data(data_cfg, cfg.alpha if cfg.arch == "slowfast" else None)
     label_map = info.label_map or {i + 1: f"class_{i + 1}" for i in range(cfg.num_classes)}

@@ -119,26 +119,29 @@ class PreviewServer:
     def update_keyframe(self, keyframe, scores, label_map: dict[int, str], threshold: float) -> None:
         """A written keyframe: its boxes become the overlay, its persons' actions the tracks' latest."""
         names = list(label_map.values())
-        labels, now = [], time.time()
+        labels, now, latest = [], time.time(), {}
         for i, track_id in enumerate(keyframe.track_ids):
             person = scores[i] if scores is not None else np.zeros(len(names))
             top = np.argsort(-person, kind="stable")[:5]
             labels.append([f"{names[j]} {person[j]:.2f}" for j in top[:3] if person[j] >= threshold])
-            self._tracks[int(track_id)] = {
+            latest[int(track_id)] = {
                 "track_id": int(track_id), "timestamp": keyframe.timestamp, "updated_at": round(now, 3),
                 "box_norm": [round(float(v), 4) for v in keyframe.boxes_norm[i]],
                 "actions": [{"name": names[j], "score": round(float(person[j]), 4)} for j in top],
             }
-        if len(self._tracks) > MAX_TRACKS:
-            for track_id in sorted(self._tracks, key=lambda t: self._tracks[t]["updated_at"])[:-MAX_TRACKS]:
-                del self._tracks[track_id]
-        with self._cond:
+        with self._cond:  # the HTTP threads read these
+            self._tracks.update(latest)
+            if len(self._tracks) > MAX_TRACKS:
+                for track_id in sorted(self._tracks, key=lambda t: self._tracks[t]["updated_at"])[:-MAX_TRACKS]:
+                    del self._tracks[track_id]
             self._overlay = Overlay(keyframe.boxes_norm, keyframe.track_ids, labels)
             self._jpeg = None  # redraw the current frame with the new boxes
             self._cond.notify_all()
 
     def tracks(self) -> list[dict]:
-        return sorted(self._tracks.values(), key=lambda t: (-t["updated_at"], t["track_id"]))
+        with self._cond:
+            tracks = list(self._tracks.values())
+        return sorted(tracks, key=lambda t: (-t["updated_at"], t["track_id"]))
 
     # -- served ---------------------------------------------------------------------------------
 
