@@ -1,10 +1,16 @@
-"""Benchmark `sfdet eval` against the reference AVA evaluator (MMAction2 0.24.1 `ava_eval`) in one process.
+"""Benchmark `sfdet eval` against the reference AVA evaluator (MMAction2 0.24.1 `ava_eval`).
 
-Generates an AVA-val-sized problem (64 videos x 897 keyframes x 3-8 people, 60 classes, ~2M prediction
-rows), times both evaluators from the CSV files, checks they give the same mAP, measures sfdet's peak
-traced memory, prints the speed ratio and writes a JSON.
+Generates an AVA-val-sized problem (64 videos x 897 keyframes x 3-8 people, 60 classes, ~2.9M prediction
+rows) and times both evaluators from the CSV files, checking they give the same mAP:
 
-    python scripts/bench_eval.py            # full size (the reference takes minutes)
+- whole process (the headline): each side as a user runs it, process start to exit: `sfdet eval --gt ..
+  --pred .. --labelmap .. --exclusions .. --out DIR` (imports, reading, evaluating, the printed table, the
+  JSON and the PNG) against `python -c` importing the reference and calling `ava_eval(...)` on the same
+  files (it prints its table and the script writes its metrics as JSON). Interleaved repeats, medians.
+- in process (`frame_map(...)` vs `ava_eval(...)` from the CSV paths, imports done), with sfdet's peak
+  traced memory; `--skip-in-process` leaves it out (it runs the reference once more).
+
+    python scripts/bench_eval.py            # full size (the reference takes minutes per run)
     python scripts/bench_eval.py --quick    # 1/8 of the videos
 """
 
@@ -17,8 +23,11 @@ import io
 import json
 import logging
 import math
+import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -115,11 +124,82 @@ def run_sfdet(paths) -> tuple[float, float]:
     return time.perf_counter() - start, result.map
 
 
+REFERENCE_SCRIPT = """
+import json, sys
+sys.path.insert(0, {tests!r})
+from ava_reference import load_ava_utils
+metrics = load_ava_utils().ava_eval({pred!r}, "mAP", {label_map!r}, {gt!r}, {exclusions!r}, verbose=True)
+with open({out!r}, "w") as f:
+    json.dump({{k: float(v) for k, v in metrics.items()}}, f)
+"""
+
+
+def sfdet_command(paths, out_dir: Path) -> list[str]:
+    """`sfdet eval ...` as a user types it: the installed console script next to this Python."""
+    script = Path(sys.executable).with_name("sfdet")
+    head = [str(script)] if script.is_file() else [sys.executable, "-m", "sfdet"]
+    return head + ["eval", "--gt", str(paths["gt"]), "--pred", str(paths["pred"]), "--labelmap", str(LABEL_MAP),
+                   "--exclusions", str(paths["exclusions"]), "--out", str(out_dir)]
+
+
+def reference_command(paths, out_json: Path) -> list[str]:
+    code = REFERENCE_SCRIPT.format(tests=str(REPO / "tests"), pred=str(paths["pred"]), label_map=str(LABEL_MAP),
+                                   gt=str(paths["gt"]), exclusions=str(paths["exclusions"]), out=str(out_json))
+    return [sys.executable, "-c", code]
+
+
+def timed_process(command: list[str]) -> float:
+    """Wall seconds from process start to exit (stdout discarded; a failure raises with its stderr)."""
+    start = time.perf_counter()
+    done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"{command[0]} ... exited {done.returncode}:\n{done.stderr[-2000:]}")
+    return seconds
+
+
+def run_whole_process(paths, folder: Path, repeats: int) -> dict:
+    """Interleaved whole-process runs of both sides (sfdet first in each round); medians and the mAPs read
+    back from what each wrote."""
+    sfdet_times, ref_times = [], []
+    out_dir, ref_json = folder / "sfdet_out", folder / "reference_metrics.json"
+    for round_index in range(repeats):
+        sfdet_times.append(timed_process(sfdet_command(paths, out_dir)))
+        ref_times.append(timed_process(reference_command(paths, ref_json)))
+        print(f"  round {round_index + 1}/{repeats}: sfdet eval {sfdet_times[-1]:6.2f} s, "
+              f"reference {ref_times[-1]:7.2f} s  ({ref_times[-1] / sfdet_times[-1]:.1f}x)", flush=True)
+    written = json.loads((out_dir / f"{paths['pred'].stem}_eval.json").read_text())
+    sfdet_map = float(written["PascalBoxes_Precision/mAP@0.5IOU"])
+    ref_map = float(json.loads(ref_json.read_text())["mAP@0.5IOU"])
+    return {"sfdet_seconds": sfdet_times, "reference_seconds": ref_times,
+            "sfdet_median_s": statistics.median(sfdet_times), "reference_median_s": statistics.median(ref_times),
+            "speedup": statistics.median(ref_times) / statistics.median(sfdet_times),
+            "speedup_per_round": [r / s for s, r in zip(sfdet_times, ref_times)],
+            "sfdet_map": sfdet_map, "reference_map": ref_map,
+            "identical_map": math.isclose(sfdet_map, ref_map, rel_tol=0, abs_tol=1e-9),
+            "sfdet_command": "sfdet eval --gt gt.csv --pred pred.csv --labelmap LABELMAP --exclusions excluded.csv "
+                             "--out DIR (writes pred_eval.json and pred_eval.png)"}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="1/8 of the size (8 videos)")
     parser.add_argument("--videos", type=int, help="number of videos (default 64, or 8 with --quick)")
     parser.add_argument("--out", default="bench_eval.json", help="where to write the JSON (default bench_eval.json)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="whole-process rounds (one sfdet run, one reference run each; default 3)")
+    parser.add_argument("--skip-in-process", action="store_true",
+                        help="only the whole-process timings (saves one reference run)")
     args = parser.parse_args(argv)
     n_videos = args.videos or (8 if args.quick else 64)
     reference = load_reference()
@@ -128,28 +208,48 @@ def main(argv=None) -> int:
         problem = make_problem(Path(tmp), n_videos)
         paths = problem["paths"]
         print(f"problem: {n_videos} videos, {problem['keyframes']} keyframes, {problem['gt_rows']} GT rows, "
-              f"{problem['pred_rows']} prediction rows", flush=True)
-        sfdet_seconds, sfdet_map = run_sfdet(paths)
-        sfdet_seconds = min(sfdet_seconds, run_sfdet(paths)[0])  # best of two (first run warms caches)
-        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        tracemalloc.start()
-        run_sfdet(paths)
-        _, peak_bytes = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        print(f"sfdet:     {sfdet_seconds:8.2f} s   mAP {sfdet_map!r}   peak traced memory {peak_bytes / 2**20:.0f} MiB", flush=True)
-        ref_seconds, ref_map = run_reference(reference, paths)
-        print(f"reference: {ref_seconds:8.2f} s   mAP {ref_map!r}", flush=True)
+              f"{problem['pred_rows']} prediction rows; {cpu_model()}, {os.cpu_count()} CPUs", flush=True)
+        print(f"whole process, {args.repeats} interleaved rounds:", flush=True)
+        whole = run_whole_process(paths, Path(tmp), args.repeats)
+        print(f"whole process: sfdet eval {whole['sfdet_median_s']:.2f} s vs reference "
+              f"{whole['reference_median_s']:.2f} s (medians) = {whole['speedup']:.1f}x   "
+              f"mAP {whole['sfdet_map']!r} vs {whole['reference_map']!r}   identical: {whole['identical_map']}",
+              flush=True)
+        in_process = None
+        if not args.skip_in_process:
+            sfdet_seconds, sfdet_map = run_sfdet(paths)
+            sfdet_seconds = min(sfdet_seconds, run_sfdet(paths)[0])  # best of two (first run warms caches)
+            rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            tracemalloc.start()
+            run_sfdet(paths)
+            _, peak_bytes = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            print(f"in process: sfdet {sfdet_seconds:8.2f} s   mAP {sfdet_map!r}   "
+                  f"peak traced memory {peak_bytes / 2**20:.0f} MiB", flush=True)
+            ref_seconds, ref_map = run_reference(reference, paths)
+            print(f"in process: reference {ref_seconds:8.2f} s   mAP {ref_map!r}", flush=True)
+            in_process = {
+                "sfdet_seconds": sfdet_seconds, "reference_seconds": ref_seconds, "speedup": ref_seconds / sfdet_seconds,
+                "sfdet_map": sfdet_map, "reference_map": ref_map,
+                "identical_map": math.isclose(sfdet_map, ref_map, rel_tol=0, abs_tol=1e-9),
+                "sfdet_peak_traced_mib": peak_bytes / 2**20, "max_rss_growth_mib": (rss_after - rss_before) / 1024,
+            }
+            print(f"in process: speed-up {in_process['speedup']:.1f}x   identical mAP: {in_process['identical_map']}")
 
-    same = math.isclose(sfdet_map, ref_map, rel_tol=0, abs_tol=1e-9)
-    ratio = ref_seconds / sfdet_seconds
-    print(f"speed-up: {ratio:.1f}x   identical mAP: {same}")
+    same = whole["identical_map"] and (in_process is None or in_process["identical_map"])
+    print(f"whole-process speed-up: {whole['speedup']:.1f}x   identical mAP: {same}")
+    try:
+        import pyarrow
+        arrow = pyarrow.__version__
+    except ImportError:
+        arrow = None
     report = {
         "videos": n_videos, "keyframes": problem["keyframes"], "gt_rows": problem["gt_rows"],
-        "pred_rows": problem["pred_rows"], "sfdet_seconds": sfdet_seconds, "reference_seconds": ref_seconds,
-        "speedup": ratio, "sfdet_map": sfdet_map, "reference_map": ref_map, "identical_map": same,
-        "sfdet_peak_traced_mib": peak_bytes / 2**20, "max_rss_growth_mib": (rss_after - rss_before) / 1024,
-        "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__,
+        "pred_rows": problem["pred_rows"], "whole_process": whole, "in_process": in_process,
+        "speedup": whole["speedup"], "identical_map": same,
+        "cpu": cpu_model(), "cpus": os.cpu_count(), "load_average": os.getloadavg(),
+        "python": platform.python_version(), "numpy": np.__version__, "pandas": pd.__version__, "pyarrow": arrow,
     }
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

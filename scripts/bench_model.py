@@ -41,7 +41,42 @@ from sfdet.models.pytorchvideo_keys import (  # noqa: E402
 )
 
 MODEL = "slowfast_r50_detection"
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+ISA_LIMITS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
 SLOW_FRAMES, FAST_FRAMES = 8, 32
+
+
+def cpu_description() -> dict:
+    """The CPU (model name, the vector/matrix flags that decide the kernels), what torch dispatches to
+    (`torch.backends.cpu.get_cpu_capability()`) and the ISA limits set in the environment."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+            if flags and model:
+                break
+    except OSError:
+        pass
+    return {"model": model, "cores": os.cpu_count(), "flags": {f: f in flags for f in CPU_FLAGS},
+            "torch_capability": torch.backends.cpu.get_cpu_capability(),
+            "isa_limits": {k: os.environ[k] for k in ISA_LIMITS if k in os.environ},
+            "mkldnn": torch.backends.mkldnn.is_available()}
+
+
+def bf16_is_fast(device: str, cpu: dict) -> bool:
+    """`fast_low_precision_available`, and on the CPU also not limited below AVX512 (the ISA limits leave
+    the hardware flags set, but then bf16 is emulated: ~100x slower than fp32)."""
+    if not fast_low_precision_available(device):
+        return False
+    if device != "cpu":
+        return True
+    onednn = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "ALL")).upper()
+    return cpu["torch_capability"].upper().startswith("AVX512") and (
+        onednn in ("ALL", "DEFAULT") or onednn.startswith(("AVX512_CORE_BF16", "AVX512_CORE_AMX", "AVX10")))
 
 
 def build_pair(seed: int = 1):
@@ -189,7 +224,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available")
-    low_precision = fast_low_precision_available(args.device)
+    cpu = cpu_description()
+    low_precision = bf16_is_fast(args.device, cpu)
     settings = [(1, 8)] if args.quick else [(1, 1), (1, 8), (2, 1), (2, 8)]
     if args.device == "cuda":
         settings += [(8, 8), (16, 8)]
@@ -199,6 +235,9 @@ def main() -> int:
     print(f"torch {torch.__version__}, {gpu or platform.processor() or platform.machine()}, "
           f"torch.set_num_threads({args.threads}) -> {torch.get_num_threads()} threads, "
           f"fast bf16 (AVX512-BF16/AMX): {low_precision}, load average {load_before[0]:.2f}")
+    flags = " ".join(f"{f}{'+' if on else '-'}" for f, on in cpu["flags"].items())
+    print(f"CPU: {cpu['model']}, {cpu['cores']} cores, flags {flags}; torch capability {cpu['torch_capability']}"
+          + (f", limits {cpu['isa_limits']}" if cpu["isa_limits"] else ""))
     print(f"{MODEL}: {SLOW_FRAMES}+{FAST_FRAMES} frames at {args.size[0]}x{args.size[1]}, {rounds} rounds")
 
     reference, ours = build_pair()
@@ -206,7 +245,7 @@ def main() -> int:
     rows = variants(reference, ours, low_precision, ablation=not args.quick, compile_fp32=args.compile_fp32,
                     device=args.device)
     report = {"model": MODEL, "torch": torch.__version__, "device": gpu or "cpu", "threads": torch.get_num_threads(),
-              "size_hw": list(args.size), "rounds": rounds, "fast_bf16": low_precision,
+              "size_hw": list(args.size), "rounds": rounds, "fast_bf16": low_precision, "cpu": cpu,
               "load_average_before": load_before, "settings": []}
     for batch, num_boxes in settings:
         results = time_config(rows, batch, num_boxes, *args.size, rounds, device=args.device)

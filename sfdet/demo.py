@@ -51,16 +51,22 @@ class DemoPreset:
     proposal_score_thresh: float = 0.05  # proposals CSVs keep boxes >= this (`sfdet proposals`' default); the
     # action model's config cuts again (data.detection_score_thresh)
     overrides: tuple[str, ...] = ()  # dotted overrides of the action model's config
+    max_epochs: int = 13  # the action model's schedule when the budget allows it (the budget planner shortens it)
+    # Measured (epochs -> val frame-mAP with the fine-tuned detector's boxes) of this preset's recipe: what the
+    # budget planner tells a user to expect (linear in between; None outside the measured range).
+    expected_map: tuple[tuple[int, float], ...] = ()
 
 
 # 13 of the toy config's 15 epochs: with the detector stages, 15 would pass the 20-minute budget on 2 cores.
-FULL = DemoPreset(overrides=("train.epochs=13",))
+# Measured frame-mAP with the detector's boxes: 13 epochs 0.864 (bf16, README), 0.840 (fp32, AVX2 only, issue 20).
+FULL = DemoPreset(overrides=("train.epochs=13",), max_epochs=13, expected_map=((13, 0.84),))
 # A smoke run of every stage. A detector this briefly trained scores its boxes low: every box it finds is kept.
 QUICK = DemoPreset(
     detector_options={"epochs": 1.0, "batch_size": 4},
     proposal_score_thresh=0.0,
     overrides=("data.detection_score_thresh=0.0", "train.epochs=2", "train.max_iters=4", "train.batch_size=4",
                "train.val_batch_size=4", "train.num_workers=0", "train.log_every=1", "train.tensorboard=false"),
+    max_epochs=2,
 )
 
 
@@ -159,6 +165,7 @@ class DemoState:
         self.path = root / STATE_NAME
         self.settings = {"quick": quick, "seed": seed, "config": str(config)}
         self.finished: dict[str, float] = {}
+        self.plan: dict = {}  # the budget planner's choice for the action model ({"epochs": N}), kept for resumes
         if self.path.is_file():
             try:
                 stored = json.loads(self.path.read_text(encoding="utf-8"))
@@ -168,6 +175,7 @@ class DemoState:
                 raise DataError(f"{root} holds a demo run with other settings ({stored['settings']}); "
                                 "pass --overwrite to start over or choose another --out")
             self.finished = dict(stored.get("finished", {}))
+            self.plan = dict(stored.get("plan", {}))
 
     def done(self, stage: str) -> bool:
         return stage in self.finished
@@ -178,13 +186,18 @@ class DemoState:
             self.finished.pop(stage, None)
         self._write()
 
+    def set_plan(self, plan: dict) -> None:
+        self.plan = dict(plan)
+        self._write()
+
     def finish(self, stage: str, seconds: float) -> None:
         self.finished[stage] = round(seconds, 1)
         self._write()
 
     def _write(self) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text(json.dumps({"settings": self.settings, "finished": self.finished}, indent=2) + "\n",
+        tmp.write_text(json.dumps({"settings": self.settings, "finished": self.finished,
+                                   **({"plan": self.plan} if self.plan else {})}, indent=2) + "\n",
                        encoding="utf-8")
         tmp.replace(self.path)
 
@@ -221,6 +234,7 @@ class DemoContext:
     config_path: Path
     device: torch.device
     log: Callable[[str], None]
+    epochs: int | None = None  # the action model's epochs (the budget planner's), else the preset's
 
     @property
     def preset(self) -> DemoPreset:
@@ -238,6 +252,7 @@ class DemoContext:
             f"seed={self.seed}",
             f"train.device={self.device.type}",
             *self.preset.overrides,
+            *([f"train.epochs={self.epochs}"] if self.epochs is not None else []),
         ]
         return load_config(self.config_path, overrides)
 
@@ -478,6 +493,193 @@ def summarize(ctx: DemoContext, quick: bool, stage_seconds: dict[str, float]) ->
     )
 
 
+
+# --------------------------------------------------------------------------------------------------
+# The budget planner (`sfdet demo --budget MINUTES`)
+#
+# Up front, the demo times a few training steps of the action model on a synthetic batch of its training
+# shape (the probe: compute only, no data), estimates every stage from it and picks the number of epochs
+# whose training fits the budget with the other stages. When the action model's stage starts, it plans
+# again with the seconds the earlier stages really took, so a slow detector stage shortens the training,
+# never lengthens the run. The cosine schedule is laid out over the planned epochs (a complete schedule,
+# not a cut one).
+
+# Seconds of the stages other than the training iterations, measured on the reference CPU (a 2-core AMD
+# EPYC with AVX2 only, fp32: issue 20's run), where the probe took REFERENCE_PROBE_SECONDS per step
+# (the full preset's recipe). Another CPU's estimates scale these by its own probe time.
+REFERENCE_PROBE_SECONDS = 0.85
+REFERENCE_STAGE_SECONDS = {"toy data": 164.0, "detector": 346.0, "proposals": 55.0, "evaluation": 39.0,
+                           "predict": 10.0}
+REFERENCE_TRAIN_OVERHEAD_SECONDS = 60.0  # the action model's stage besides its iterations: RAM cache, validation
+QUICK_REFERENCE_STAGE_SECONDS = {"toy data": 5.0, "detector": 5.0, "proposals": 2.0, "evaluation": 4.0,
+                                 "predict": 2.0}
+QUICK_REFERENCE_TRAIN_OVERHEAD_SECONDS = 5.0
+LOOP_OVERHEAD = 1.15  # the training loop's seconds per iteration over the probe's (data, logging, checkpoints)
+BUDGET_SAFETY = 0.95  # plan for this share of the budget
+TRAIN_STAGE = "action model"
+DEFAULT_BUDGET_MINUTES = 20.0  # `sfdet demo`'s (the issue's first-run target on 2 CPU cores)
+
+
+def probe_seconds_per_iteration(cfg, device: torch.device, steps: int = 3,
+                                clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median seconds of `steps` training steps (forward, BCE, backward, SGD) of cfg's action model on a
+    synthetic batch of its training shape (train.batch_size clips, the configured frames and crop, two
+    boxes each), after one warm-up step, in the configured precision and memory format."""
+    import torch.nn.functional as F
+
+    from sfdet.devices import resolve_precision
+    from sfdet.engine.precision import autocast_context
+    from sfdet.models import build_model
+
+    mc, dc, tc = cfg.model, cfg.data, cfg.train
+    generator = torch.Generator().manual_seed(0)
+    model = build_model(mc).to(device)
+    memory_format = torch.channels_last_3d if tc.channels_last else torch.contiguous_format
+    if tc.channels_last:
+        model = model.to(memory_format=memory_format)
+    model.train()
+    precision = resolve_precision(tc.precision, device)
+    batch, crop, frames = tc.batch_size, dc.train_crop, dc.num_frames
+    shapes = [(batch, 3, frames // mc.alpha, crop, crop), (batch, 3, frames, crop, crop)] \
+        if mc.arch == "slowfast" else [(batch, 3, frames, crop, crop)]
+    inputs = [torch.randn(shape, generator=generator).to(device).contiguous(memory_format=memory_format)
+              for shape in shapes]
+    person = torch.tensor([[0.1, 0.1, 0.5, 0.9], [0.45, 0.15, 0.85, 0.95]]) * crop
+    boxes = [person.to(device) for _ in range(batch)]
+    targets = (torch.rand(2 * batch, mc.num_classes, generator=generator) > 0.8).float().to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    times = []
+    for step in range(steps + 1):
+        start = clock()
+        with autocast_context(precision, device):
+            logits = model(inputs, boxes)
+        loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if step:  # the first step is the warm-up (allocations, kernel selection)
+            times.append(clock() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def expected_map(epochs: int, table: tuple[tuple[int, float], ...]) -> float | None:
+    """The measured frame-mAP for `epochs` (linear between measured points); None outside the measured range."""
+    points = sorted(table)
+    for (e0, m0), (e1, m1) in zip(points, points[1:]):
+        if e0 <= epochs <= e1:
+            return m0 + (m1 - m0) * (epochs - e0) / (e1 - e0)
+    return next((m for e, m in points if e == epochs), None)
+
+
+@dataclass
+class BudgetPlan:
+    """What the demo will do in `budget_s` and what it expects: the action model's epochs, every stage's seconds."""
+
+    budget_s: float
+    probe_s: float  # one training step on a synthetic batch (compute only)
+    iteration_s: float  # the training loop's estimated seconds per iteration
+    iterations_per_epoch: int
+    epochs: int
+    max_epochs: int
+    stage_seconds: dict[str, float]  # every stage, estimated or (in `measured`) as it took
+    measured: tuple[str, ...] = ()
+    expected_map: float | None = None
+    table: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def total_s(self) -> float:
+        return sum(self.stage_seconds.values())
+
+    @property
+    def fits(self) -> bool:
+        return self.total_s <= self.budget_s
+
+    def text(self) -> str:
+        def stage(name: str) -> str:
+            return f"{name} {self.stage_seconds[name]:.0f} s" + (" (took)" if name in self.measured else "")
+
+        lines = [
+            f"budget {self.budget_s / 60:g} min: the action model trains {self.epochs} epoch"
+            f"{'s' if self.epochs != 1 else ''} of {self.max_epochs} ({self.epochs * self.iterations_per_epoch} "
+            f"iterations at ~{self.iteration_s:.2f} s; probe step {self.probe_s:.2f} s)",
+            "      estimate: " + ", ".join(stage(name) for name in self.stage_seconds)
+            + f" (total ~{self.total_s / 60:.1f} min)",
+        ]
+        measured = ", ".join(f"{e} epochs {100 * m:.1f}" for e, m in sorted(self.table))
+        if self.expected_map is not None:
+            lines.append(f"      expected action frame-mAP with the detector's boxes ~{100 * self.expected_map:.1f} "
+                         f"(measured: {measured})")
+        elif self.table:
+            lines.append(f"      expected action frame-mAP: not measured at {self.epochs} epochs (measured: {measured}); "
+                         "a larger --budget trains longer")
+        if not self.fits:
+            lines.append(f"      warning: even {self.epochs} epoch{'s' if self.epochs != 1 else ''} take"
+                         f"{'s' if self.epochs == 1 else ''} ~{self.total_s / 60:.1f} min, over the "
+                         f"{self.budget_s / 60:g}-minute budget")
+        return "\n".join(lines)
+
+
+def plan_budget(budget_s: float, probe_s: float, iterations_per_epoch: int, stage_seconds: dict[str, float],
+                train_overhead_s: float, max_epochs: int, measured: tuple[str, ...] = (),
+                table: tuple[tuple[int, float], ...] = ()) -> BudgetPlan:
+    """The most epochs (1 .. max_epochs) whose training fits `BUDGET_SAFETY` of the budget with the other stages.
+
+    stage_seconds: every stage but the action model's (estimated, or measured for the finished ones).
+    """
+    iteration_s = probe_s * LOOP_OVERHEAD
+    epoch_s = iteration_s * iterations_per_epoch
+    others = sum(seconds for name, seconds in stage_seconds.items() if name != TRAIN_STAGE)
+    room = budget_s * BUDGET_SAFETY - others - train_overhead_s
+    epochs = max(1, min(max_epochs, int(room // epoch_s) if epoch_s > 0 else max_epochs))
+    seconds = {name: stage_seconds.get(name, 0.0) for name in (s.name for s in STAGES) if name != TRAIN_STAGE}
+    ordered = {}
+    for stage in STAGES:
+        ordered[stage.name] = train_overhead_s + epochs * epoch_s if stage.name == TRAIN_STAGE else seconds[stage.name]
+    return BudgetPlan(budget_s, probe_s, iteration_s, iterations_per_epoch, epochs, max_epochs, ordered,
+                      measured=measured, expected_map=expected_map(epochs, table), table=table)
+
+
+def _iterations_per_epoch(ctx: DemoContext) -> int:
+    """The trainer's iterations per epoch: the train keyframes (estimated from the GT CSV when the data exists,
+    else the default toy set's 820 clips) over the global batch."""
+    cfg = ctx.config()
+    clips = 820 if not ctx.quick else 4 * cfg.train.batch_size
+    gt_path = cfg.data.split_files("train")[0] if (ctx.paths.data / "meta.json").is_file() else None
+    if gt_path is not None and Path(gt_path).is_file():
+        from sfdet.data import ava
+
+        gt = ava.read_gt_csv(gt_path)
+        clips = len(gt[["video_id", "timestamp"]].drop_duplicates()) or clips
+    return max(1, clips // cfg.train.batch_size)
+
+
+class BudgetPlanner:
+    """Plans the action model's epochs for `budget_s` (see the section's comment); `probe` is injectable (tests)."""
+
+    def __init__(self, ctx: DemoContext, budget_s: float, probe: Callable | None = None):
+        self.ctx, self.budget_s = ctx, budget_s
+        self.probe = probe or probe_seconds_per_iteration
+        self.probe_s: float | None = None
+
+    def _reference(self) -> tuple[dict[str, float], float]:
+        if self.ctx.quick:
+            return QUICK_REFERENCE_STAGE_SECONDS, QUICK_REFERENCE_TRAIN_OVERHEAD_SECONDS
+        return REFERENCE_STAGE_SECONDS, REFERENCE_TRAIN_OVERHEAD_SECONDS
+
+    def plan(self, finished: dict[str, float]) -> BudgetPlan:
+        """Measured seconds for the `finished` stages, the probe-scaled reference for the others."""
+        if self.probe_s is None:
+            self.probe_s = float(self.probe(self.ctx.config(), self.ctx.device))
+        reference, overhead = self._reference()
+        scale = self.probe_s / REFERENCE_PROBE_SECONDS
+        seconds = {name: finished.get(name, reference.get(name, 0.0) * scale) for name in reference}
+        measured = tuple(name for name in seconds if name in finished)
+        return plan_budget(self.budget_s, self.probe_s, _iterations_per_epoch(self.ctx), seconds, overhead * scale,
+                           self.ctx.preset.max_epochs, measured, self.ctx.preset.expected_map)
+
+
 # --------------------------------------------------------------------------------------------------
 # The demo
 
@@ -490,11 +692,16 @@ def run_demo(
     config: str | Path | None = None,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
+    budget_minutes: float | None = None,
+    probe: Callable | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> DemoSummary:
     """Run (or resume) the six stages into `out_dir`; print and return the summary.
 
     Re-running skips finished stages (their outputs exist and `demo.json` records them);
     `overwrite=True` starts over. `config`: the action model's YAML (default configs/toy/slowfast_tiny.yaml).
+    `budget_minutes`: plan the action model's epochs so that the whole run fits (see `BudgetPlanner`; None:
+    the preset's epochs). `probe` (cfg, device -> seconds per training step) and `clock` are for tests.
     """
     from sfdet.devices import pick_device
 
@@ -510,6 +717,13 @@ def run_demo(
     _prepare_out_dir(root, overwrite)
     state = DemoState(root, quick, seed, config_path.resolve())
     ctx = DemoContext(DemoPaths(root), quick, seed, config_path, pick_device(device), log)
+    if budget_minutes is not None and budget_minutes <= 0:
+        raise ConfigError(f"--budget must be a positive number of minutes, got {budget_minutes:g}")
+    planner = BudgetPlanner(ctx, 60.0 * budget_minutes, probe) if budget_minutes is not None else None
+    if state.plan.get("epochs") is not None and state.done(STAGES[0].name):
+        ctx.epochs = int(state.plan["epochs"])  # an interrupted run's training resumes with its own schedule
+    elif planner is not None:
+        log("plan: " + planner.plan(dict(state.finished)).text())
     earlier_stage_ran = False  # then the later stages' previous outputs are stale: they start over
     for number, stage in enumerate(STAGES, start=1):
         prefix = f"[{number}/{len(STAGES)}] {stage.name}:"
@@ -519,10 +733,19 @@ def run_demo(
         state.forget([s.name for s in STAGES[number - 1:]])
         if earlier_stage_ran:
             _remove(root / stage.folder)
+        if stage.name == TRAIN_STAGE:
+            resuming = not earlier_stage_ran and state.plan.get("epochs") is not None and ctx.paths.train.is_dir()
+            if planner is not None and not resuming:
+                plan = planner.plan(dict(state.finished))  # the earlier stages' real seconds
+                ctx.epochs = plan.epochs
+                log("plan, again with the stages' real times: " + plan.text())
+            elif not resuming:
+                ctx.epochs = None
+            state.set_plan({"epochs": ctx.epochs} if ctx.epochs is not None else {})
         log(f"{prefix} {stage.what}")
-        started = time.perf_counter()
+        started = clock()
         stage.run(ctx)
-        state.finish(stage.name, time.perf_counter() - started)
+        state.finish(stage.name, clock() - started)
         earlier_stage_ran = True
     summary = summarize(ctx, quick, dict(state.finished))
     text = summary.text()

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from sfdet.errors import CheckpointError
+from sfdet.errors import CheckpointError, DataError
 
 
 @contextlib.contextmanager
@@ -70,3 +70,25 @@ def load_torch_file(path: str | Path, what: str = "checkpoint", hint: str = "") 
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         more = f"; {hint}" if hint else ""
         raise CheckpointError(f"{path}: not a readable {what} ({reason}){more}") from None
+
+
+def read_pickle(path: str | Path, what: str = "pickle", error: type = DataError) -> Any:
+    """A pickle file (Python 2 pickles, as UCF101-24's and JHMDB's, are read with latin-1 strings).
+
+    Only for data files the user names (annotation pickles): unpickling runs code, as everywhere.
+    An unreadable or foreign file is one `error` (default DataError) naming it and `what` it should be.
+    """
+    import pickle
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            try:
+                return pickle.load(handle)
+            except UnicodeDecodeError:
+                handle.seek(0)
+                return pickle.load(handle, encoding="latin1")
+    except OSError as exc:
+        raise error(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise error(f"{path}: not a {what} ({type(exc).__name__}: {exc})") from None

@@ -266,6 +266,18 @@ def test_multisports_videos(multisports, capsys):
     assert record["media"] == "videos" and abs(record["video_fps"]["v_0Yg4AmQfmlk_c010"] - 25) < 1e-6
 
 
+def test_mixed_frame_rates_warn(multisports, capsys):
+    root, pkl, _ = multisports
+    frames = [np.full((36, 64, 3), _marker(i), np.uint8) for i in range(1, 25)]
+    write_video(root / "trainval" / "basketball" / "v_0Yg4AmQfmlk_c010.mp4", frames, 30)  # 30 fps, the other 25
+    code, text, err = _import(["multisports", str(pkl), "--videos", str(root / "trainval"), "--out",
+                               str(root / "mixed")], capsys)
+    assert code == 0, err
+    assert "warning: videos at other frame rates than" in text and "--frames" in text
+    val = _gt(root / "mixed", "val")
+    np.testing.assert_allclose(sorted(val["timestamp"].unique()), np.arange(24) / 30, atol=1e-6)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Malformed input: one line naming what is wrong, nothing written
 

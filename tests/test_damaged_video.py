@@ -158,7 +158,7 @@ def test_predict_warns_on_damaged_avis_in_its_output_and_end_record(avis, predic
         [half_lines[0].removeprefix("sfdet predict: warning: ")]
     assert end["garbage"]["warnings"] and end["garbage"]["frames_decoded"] < FRAMES
     # Only the seconds that were decoded are predicted: no keyframe past the half video's last frame.
-    keyframes = read_jsonl(out / "half.jsonl")[1:-1]
+    keyframes = [r for r in read_jsonl(out / "half.jsonl") if r["type"] == "keyframe"]
     assert keyframes and max(k["timestamp"] for k in keyframes) <= end["half"]["frames_decoded"] / 25 + 1
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 
 import av
+import torch
 import matplotlib.image
 import numpy as np
 import pytest
@@ -136,3 +137,143 @@ def test_full_demo_reaches_the_accuracy_target(tmp_path):
     summary = run_demo(tmp_path / "demo")
     assert summary.frame_map >= 0.70
     assert summary.detector_ap is not None and summary.detector_ap >= 0.90
+
+
+# --------------------------------------------------------------------------------------------------
+# The budget planner (`sfdet demo --budget MINUTES`): pure planning, the probe with a fake clock, and the
+# demo's loop with fake stages and a fake clock (no training: milliseconds).
+
+import sfdet.demo as demo_module  # noqa: E402
+from sfdet.demo import (  # noqa: E402
+    LOOP_OVERHEAD,
+    REFERENCE_PROBE_SECONDS,
+    REFERENCE_STAGE_SECONDS,
+    REFERENCE_TRAIN_OVERHEAD_SECONDS,
+    Stage,
+    expected_map,
+    plan_budget,
+    probe_seconds_per_iteration,
+)
+
+
+def test_plan_budget_takes_the_most_epochs_that_fit():
+    others = {"toy data": 100.0, "detector": 300.0, "proposals": 50.0, "evaluation": 40.0, "predict": 10.0}
+    plan = plan_budget(1200.0, 1.0, 100, others, 60.0, max_epochs=13, table=((4, 0.7), (8, 0.8)))
+    epoch_s = LOOP_OVERHEAD * 100
+    assert plan.epochs == int((0.95 * 1200 - 500 - 60) // epoch_s) == 5
+    assert plan.stage_seconds["action model"] == pytest.approx(60 + 5 * epoch_s)
+    assert list(plan.stage_seconds) == [s.name for s in STAGES]
+    assert plan.fits and plan.total_s <= 1200
+    assert plan.expected_map == pytest.approx(0.725)
+    text = plan.text()
+    assert "trains 5 epochs of 13 (500 iterations" in text and "expected action frame-mAP" in text and "72.5" in text
+    # A generous budget stops at the preset's epochs; a tight one trains 1 epoch and says it will not fit.
+    assert plan_budget(36000.0, 1.0, 100, others, 60.0, max_epochs=13).epochs == 13
+    tight = plan_budget(600.0, 1.0, 100, others, 60.0, max_epochs=13, table=((4, 0.7),))
+    assert tight.epochs == 1 and not tight.fits
+    assert "warning: even 1 epoch takes" in tight.text() and "not measured at 1 epochs" in tight.text()
+
+
+def test_expected_map_interpolates_only_inside_the_measured_range():
+    table = ((13, 0.86), (6, 0.80), (9, 0.83))
+    assert expected_map(6, table) == pytest.approx(0.80)
+    assert expected_map(11, table) == pytest.approx(0.83 + 0.03 * 2 / 4)
+    assert expected_map(13, table) == pytest.approx(0.86)
+    assert expected_map(5, table) is None and expected_map(14, table) is None
+    assert expected_map(13, ((13, 0.84),)) == pytest.approx(0.84) and expected_map(12, ((13, 0.84),)) is None
+
+
+def test_probe_times_training_steps_with_the_given_clock():
+    from sfdet.config import load_config
+
+    cfg = load_config(demo_module.DEFAULT_CONFIG, ["data.train_crop=32", "train.batch_size=2", "train.precision=fp32"])
+    ticks = iter([0.0, 10.0, 11.0, 20.0, 25.0, 30.0, 32.0])  # warm-up start; then 3 steps of 1, 5 and 2 s
+    assert probe_seconds_per_iteration(cfg, torch.device("cpu"), steps=3, clock=lambda: next(ticks)) == 2.0
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fake_stages(clock: FakeClock, seconds: dict[str, float], seen: dict, interrupt_training: list[bool]):
+    """The demo's six stages, each only advancing the clock and touching its outputs."""
+    def runner(stage):
+        def run(ctx):
+            clock.now += seconds[stage.name]
+            if stage.name == "action model":
+                seen.setdefault("epochs", []).append(ctx.config().train.epochs)
+                ctx.paths.train.mkdir(parents=True, exist_ok=True)
+                if interrupt_training and interrupt_training.pop():
+                    raise KeyboardInterrupt
+            done = ctx.paths.root / stage.folder / "done"
+            done.parent.mkdir(parents=True, exist_ok=True)
+            done.write_text("x")
+        return run
+
+    def outputs(stage):
+        return lambda ctx: [ctx.paths.root / stage.folder / "done"]
+
+    return tuple(Stage(s.name, s.folder, s.what, runner(s), outputs(s)) for s in STAGES)
+
+
+def fake_summarize(ctx, quick, seconds):
+    return demo_module.DemoSummary(ctx.paths.root, quick, ctx.seed, None, 0.8, {}, 0.0, 0.0, "", {}, {},
+                                   {"x": ctx.paths.root}, seconds)
+
+
+def test_budget_demo_plans_up_front_then_again_with_the_real_stage_times(tmp_path, monkeypatch):
+    clock, seen = FakeClock(), {}
+    took = {"toy data": 100.0, "detector": 200.0, "proposals": 50.0, "action model": 500.0, "evaluation": 40.0,
+            "predict": 10.0}
+    monkeypatch.setattr(demo_module, "STAGES", fake_stages(clock, took, seen, [True]))
+    monkeypatch.setattr(demo_module, "summarize", fake_summarize)
+    lines: list[str] = []
+    probe_calls = []
+
+    def probe(cfg, device):
+        probe_calls.append(cfg.train.batch_size)
+        return REFERENCE_PROBE_SECONDS  # the reference CPU's speed: the reference stage times apply
+
+    with pytest.raises(KeyboardInterrupt):  # interrupted during training
+        run_demo(tmp_path / "demo", budget_minutes=20, probe=probe, clock=clock, log=lines.append)
+    epoch_s = REFERENCE_PROBE_SECONDS * LOOP_OVERHEAD * 102
+    others = sum(REFERENCE_STAGE_SECONDS.values())
+    up_front = int((0.95 * 1200 - others - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
+    again = int((0.95 * 1200 - 100 - 200 - 50 - 39 - 10 - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
+    assert (up_front, again) == (4, 6)
+    assert lines[0].startswith(f"plan: budget 20 min: the action model trains {up_front} epochs of 13")
+    replanned = [line for line in lines if line.startswith("plan, again")]
+    assert len(replanned) == 1 and f"trains {again} epochs of 13" in replanned[0]
+    assert "toy data 100 s (took), detector 200 s (took), proposals 50 s (took)" in replanned[0]
+    assert seen["epochs"] == [again] and probe_calls == [8]  # one probe, of the config's batch
+    # The resumed run keeps the interrupted training's schedule, whatever the new budget says.
+    lines.clear()
+    summary = run_demo(tmp_path / "demo", budget_minutes=5, probe=lambda cfg, device: 100.0, clock=clock,
+                       log=lines.append)
+    assert seen["epochs"] == [again, again]
+    assert not any(line.startswith("plan") for line in lines)
+    assert set(summary.stage_seconds) == set(took)
+
+
+def test_no_budget_keeps_the_presets_epochs(tmp_path, monkeypatch):
+    clock, seen = FakeClock(), {}
+    monkeypatch.setattr(demo_module, "STAGES", fake_stages(clock, dict.fromkeys(
+        [s.name for s in STAGES], 1.0), seen, []))
+    monkeypatch.setattr(demo_module, "summarize", fake_summarize)
+    lines: list[str] = []
+    run_demo(tmp_path / "demo", clock=clock, log=lines.append)
+    assert seen["epochs"] == [13] and not any(line.startswith("plan") for line in lines)
+    with pytest.raises(Exception, match="budget"):
+        run_demo(tmp_path / "other", budget_minutes=0, clock=clock, log=lines.append)
+
+
+def test_cli_budget_flag(monkeypatch):
+    calls = []
+    monkeypatch.setattr(demo_module, "run_demo", lambda *a, **k: calls.append(k["budget_minutes"]))
+    assert main(["demo", "--out", "x"]) == 0 and main(["demo", "--quick", "--out", "x"]) == 0
+    assert main(["demo", "--budget", "30", "--out", "x"]) == 0 and main(["demo", "--budget", "0", "--out", "x"]) == 0
+    assert calls == [20.0, None, 30.0, None]

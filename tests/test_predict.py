@@ -181,7 +181,8 @@ def test_outputs_json_tracks_and_rendered_video(toy, tmp_path):
     assert _predict(toy["video"], "--weights", toy["checkpoint"], "--boxes", toy["boxes"], "--out", out,
                     "--render", "--render-threshold", "0.3", "--min-score", "0.2") == 0
     records = read_jsonl(out / "toy_val_000.jsonl")
-    header, keyframes, end = records[0], records[1:-1], records[-1]
+    header, end = records[0], records[-1]
+    keyframes = [r for r in records if r["type"] == "keyframe"]  # `segment` records come between them
     assert header["type"] == "video" and header["width"] == 320 and header["height"] == 180 and header["fps"] == 15
     assert header["label_map"] == {str(k): v for k, v in toy["label_map"].items()}
     # 75 frames: the last at 4.93 s, so t = 5 s is within one frame of it (the Dataset's end tolerance).
@@ -369,7 +370,7 @@ def test_each_rank_predicts_only_its_share(toy, tmp_path):
     results = predict_videos([videos], predictor, detector, options, out_dir=tmp_path / "out", rank=1, world_size=2)
     assert [r.video.name for r in results] == ["toy_val_000.mp4"]  # rank 0 takes a.mp4 and z.mp4
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "toy_val_000.csv", "toy_val_000.jsonl", "toy_val_000.tracks.csv"]
+        "toy_val_000.csv", "toy_val_000.jsonl", "toy_val_000.segments.csv", "toy_val_000.tracks.csv"]
     assert results[0].keyframes == 2 and results[0].error is None
     # bf16 autocast on CPU: the same rows as fp32, scores close.
     fp32_predictor = load_action_predictor(str(toy["checkpoint"]), torch.device("cpu"), precision="fp32")

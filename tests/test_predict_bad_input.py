@@ -160,12 +160,13 @@ def test_a_too_long_name_gets_short_output_names_and_one_warning(model, tmp_path
     out = tmp_path / "out"
     assert _predict(video, "--weights", model, "--boxes", boxes, "--out", out) == 0
     short = output_stem(out, stem)
-    assert short != stem and short.endswith("~" + short[-8:]) and len(f"{short}.tracks.csv".encode()) <= 255
+    assert short != stem and short.endswith("~" + short[-8:]) and len(f"{short}.segments.csv".encode()) <= 255
     assert _problems(capsys.readouterr().err) == [
         f"sfdet predict: warning: {video}: name too long for its output files' names; they are named {short}.* "
         "(the CSVs' video id stays the full name)"]
     _assert_complete(out, stem, stem)
-    assert sorted(p.name for p in out.iterdir()) == [f"{short}.csv", f"{short}.jsonl", f"{short}.tracks.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{short}.csv", f"{short}.jsonl", f"{short}.segments.csv",
+                                                     f"{short}.tracks.csv"]
     # --resume finds the shortened outputs.
     assert _predict(video, "--weights", model, "--boxes", boxes, "--out", out, "--resume") == 0
     assert "1 already complete" in capsys.readouterr().out
@@ -199,7 +200,7 @@ def test_an_unexpected_error_is_one_line_and_the_other_videos_go_on(model, tmp_p
     ]
     assert "predicted 1 video(s), 4 keyframe(s); 2 failed" in captured.out
     assert sorted(p.name for p in out.iterdir()) == ["b.csv", "b.jsonl", "b.tracks.csv", "c.csv", "c.jsonl",
-                                                     "c.tracks.csv"]  # a: nothing left behind
+                                                     "c.segments.csv", "c.tracks.csv"]  # a: nothing left behind
     b = OutputPaths.for_video(out, "b", render=False)
     assert not b.is_complete() and [r["type"] for r in read_jsonl(b.jsonl)] == ["video", "keyframe", "keyframe"]
     assert sorted(set(read_predictions_csv(b.csv)["timestamp"])) == [0.0, 1.0]
@@ -247,7 +248,8 @@ def test_a_video_id_absent_from_the_boxes_names_the_closest_ids(model, tmp_path,
         f"sfdet predict: error: {videos / 'clip_01.mp4'}: video id 'clip_01' is not in {boxes}, which has 5 video "
         "id(s), closest first: 'clip_1', 'clip_02', 'clip-01', ... (timestamps 900-903 s); name the video after its "
         "id in the file, or use boxes made for this video"]
-    assert sorted(p.name for p in out.iterdir()) == ["clip_02.csv", "clip_02.jsonl", "clip_02.tracks.csv"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip_02.csv", "clip_02.jsonl", "clip_02.segments.csv",
+                                                     "clip_02.tracks.csv"]
     assert sorted(set(read_predictions_csv(out / "clip_02.csv")["timestamp"])) == [900.0, 903.0]
 
 

@@ -14,6 +14,7 @@ from sfdet.data.ava import read_gt_csv, read_predictions_csv
 from sfdet.errors import CheckpointError
 from sfdet.persons import torchvision_weights_file
 from sfdet.predict.pipeline import find_videos, shard_for_rank
+from sfdet.predict.timelines import write_segments_csv
 from sfdet.predict.render import H264Writer, Overlay, draw_overlay, track_colour
 from sfdet.predict.writers import (
     KeyframePrediction,
@@ -63,6 +64,8 @@ def test_writer_rows_are_exact_and_every_line_is_flushed(tmp_path):
     writer.write_keyframe(_keyframe(3.5))
     writer.write_end({})
     writer.close()
+    assert not paths.is_complete()  # the segments CSV (written by the pipeline before `end`) is part of it
+    write_segments_csv(paths.segments_csv, "vid", [])
     assert paths.is_complete()
     # Both CSVs read back with the project's strict AVA readers (what `sfdet eval` uses).
     predictions = read_predictions_csv(paths.csv)

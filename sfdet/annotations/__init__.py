@@ -4,6 +4,7 @@
 `exporter.export_tracks` turns predict's tracks CSVs into pre-annotations (`sfdet data export`).
 One module per format (`cvat`, `labelstudio`, `tracks_csv`) reads into the common model of `model`
 (tracks of key shapes with each tool's interpolation rules); `videos` finds the videos and their frame times.
+`act_pickle.import_benchmark` imports the tube benchmarks' GT pickles (UCF101-24, JHMDB-21, MultiSports).
 """
 
 from sfdet.annotations.exporter import EXPORT_FORMATS, export_tracks

@@ -53,6 +53,7 @@ import numpy as np
 from sfdet.annotations.importer import (ImportResult, _data_yaml, build_gt, check_out, write_dataset)
 from sfdet.annotations.model import AnnotationError, KeyShape, Skipped, Track, VideoAnnotations
 from sfdet.annotations.videos import VIDEO_EXTENSIONS, VideoSource, read_frame_times
+from sfdet.fileio import read_pickle
 
 TUBE_GT = "tubes_gt.pkl"  # under annotations/
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -89,17 +90,7 @@ def read_act_pickle(path) -> dict:
     integral frames in 1..nframes (each once), every video of a split with `nframes` and `resolution`.
     A malformed file is one AnnotationError naming the video, label and tube."""
     path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            try:
-                gt = pickle.load(handle)
-            except UnicodeDecodeError:
-                handle.seek(0)
-                gt = pickle.load(handle, encoding="latin1")
-    except OSError as error:
-        raise AnnotationError(f"{path}: cannot read ({error.strerror or error})") from None
-    except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise AnnotationError(f"{path}: not a GT tube pickle ({type(error).__name__}: {error})") from None
+    gt = read_pickle(path, "GT tube pickle", AnnotationError)
     if not isinstance(gt, Mapping):
         raise AnnotationError(f"{path}: a GT tube pickle holds a dict, got {type(gt).__name__}")
     gt = {_text(k): v for k, v in gt.items()}
@@ -436,8 +427,9 @@ def import_benchmark(dataset: str, gt_path, out, *, videos_dir=None, frames_dir=
         for line in result.summary_lines():
             print_line(line)
         if mixed:
-            print_line(f"  warning: videos at other frame rates than {eval_fps:g} fps ({', '.join(f'{r:g}' for r in mixed[:5])}"
-                       f"{', ...' if len(mixed) > 5 else ''}): `eval --video-map` maps every video with one --fps; "
+            shown = ", ".join(f"{r:g}" for r in mixed[:5]) + (", ..." if len(mixed) > 5 else "")
+            print_line(f"  warning: videos at other frame rates than {eval_fps:g} fps ({shown}): "
+                       "`eval --video-map` maps every video with one --fps; "
                        "import extracted frames (--frames) for exact frame numbers")
         print_line(f"  tube GT for video-mAP: {out / 'annotations' / TUBE_GT}")
         print_line(f"  evaluate predictions (keyframes every frame: predict --keyframe-rate {eval_fps:g}) with")

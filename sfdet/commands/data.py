@@ -64,7 +64,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     imp.add_argument("--seed", type=int, default=0, help="seed of the train/val split by video (default 0)")
     imp.add_argument("--label-map", metavar="PBTXT",
                      help="fix action ids with this label map (e.g. a checkpoint's); default: 1..N in order seen")
-    imp.add_argument("--copy-videos", action="store_true", help="copy the videos instead of linking them")
+    imp.add_argument("--copy-videos", action="store_true",
+                     help="copy the videos (benchmarks: or frames) instead of linking them")
     imp.add_argument("--overwrite", action="store_true", help="replace a dataset a previous import wrote")
 
     exp = sub.add_parser(

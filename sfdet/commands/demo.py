@@ -1,6 +1,8 @@
 """`sfdet demo`: the whole story offline, in one command (see `sfdet.demo`).
 
-    sfdet demo                  # full demo into runs/demo (about 20 minutes on 2 CPU cores)
+    sfdet demo                  # full demo into runs/demo, planned to fit 20 minutes (--budget)
+    sfdet demo --budget 30      # plan for 30 minutes: the action model trains longer where the CPU is slow
+    sfdet demo --budget 0       # no planning: the preset's fixed schedule (13 epochs)
     sfdet demo --quick          # the same story on tiny data in a few minutes (no accuracy target)
 
 Re-running the same command resumes: finished stages are skipped.
@@ -22,11 +24,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="action model config (default configs/toy/slowfast_tiny.yaml of this checkout)")
     parser.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"],
                         help="where the models run (default auto: CUDA when available)")
+    parser.add_argument("--budget", type=float, default=None, metavar="MINUTES",
+                        help="plan the run to fit MINUTES: time a few training steps first, train the action "
+                             "model as many epochs as fit (at most the preset's), say up front what it takes and "
+                             "what accuracy to expect (default 20 for the full demo, none with --quick; "
+                             "0: no planning)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from sfdet.demo import run_demo
+    from sfdet.demo import DEFAULT_BUDGET_MINUTES, run_demo
+    from sfdet.errors import ConfigError
 
+    budget = args.budget if args.budget is not None else (None if args.quick else DEFAULT_BUDGET_MINUTES)
+    if budget is not None and budget < 0:
+        raise ConfigError(f"--budget must be >= 0 minutes (0: no planning), got {budget:g}")
     run_demo(args.out, quick=args.quick, seed=args.seed, overwrite=args.overwrite, config=args.config,
-             device=args.device)
+             device=args.device, budget_minutes=budget or None)
     return 0

@@ -2,7 +2,9 @@
 
 Outputs per video, in --out or next to the video: `<name>.csv` (AVA predictions,
 ready for `sfdet eval`), `<name>.tracks.csv` (AVA GT layout with track ids as
-person ids), `<name>.jsonl` and, with --render, `<name>.pred.mp4`.
+person ids), `<name>.jsonl`, `<name>.segments.csv` (per-person action segments:
+start, end, action, mean score), with --track-every `<name>.frames.csv` (tracked
+boxes per detected frame) and, with --render, `<name>.pred.mp4`.
 Exit code: 0 when every video was predicted, 1 when some failed (each named on
 stderr in one line, whatever the cause; set SFDET_DEBUG=1 for its traceback),
 2 for a problem that stops everything (weights, options, an empty --boxes file).
@@ -82,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     tracking = parser.add_argument_group("tracking")
     tracking.add_argument("--track-min-iou", type=float, default=0.3, help="IoU a box needs to continue a track")
     tracking.add_argument("--track-max-age", type=int, default=1, help="keyframes a track survives unmatched")
+    tracking.add_argument("--track-every", type=int, default=0, metavar="N",
+                          help="also run the person detector on every Nth decoded frame and track with a "
+                               "ByteTrack-style tracker (Kalman motion, high/low-score association); writes "
+                               "<name>.frames.csv with the tracked boxes of every detected frame (default 0: "
+                               "keyframes only, IoU tracker; --track-min-iou / --track-max-age are its settings)")
     live = parser.add_argument_group(
         "live sources (online mode)",
         "A live SOURCE (or --live) is predicted as it arrives: keyframes on the source's clock at --keyframe-rate, "
@@ -126,7 +133,7 @@ def _live_options(args: argparse.Namespace):
     if len(args.inputs) != 1:
         raise SfdetError(f"a live source (or --live) is predicted alone: got {len(args.inputs)} inputs")
     for flag, given in (("--render", args.render), ("--timestamps", args.timestamps is not None),
-                        ("--resume", args.resume)):
+                        ("--resume", args.resume), ("--track-every", args.track_every != 0)):
         if given:
             raise SfdetError(f"{flag} is for video files, not live sources (--preview shows a live source)")
     options = {key: value for key, value in args.input_option}
@@ -153,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
         render_threshold=args.render_threshold,
         track_min_iou=args.track_min_iou,
         track_max_age=args.track_max_age,
+        track_every=args.track_every,
         progress=not args.no_progress and live is None,
         stdout_jsonl=args.stdout == "jsonl",
     )

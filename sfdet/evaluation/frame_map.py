@@ -135,12 +135,13 @@ def _as_table(data, what: str, reader) -> tuple[pd.DataFrame, str]:
 
 def prediction_files(directory, skip=()) -> list[Path]:
     """The prediction CSVs of a folder, in name order (as `cat DIR/*.csv`): every `*.csv` but
-    `*.tracks.csv` (`sfdet predict` writes `<stem>.csv` and `<stem>.tracks.csv` side by side),
+    `*.tracks.csv`, `*.segments.csv` and `*.frames.csv` (`sfdet predict` writes them next to `<stem>.csv`),
     hidden files and the paths in `skip` (the GT and exclusions files, should they lie there)."""
     directory = Path(directory)
     skipped = {Path(p).resolve() for p in skip if p is not None and not isinstance(p, pd.DataFrame)}
     return sorted(p for p in directory.glob("*.csv")
-                  if p.is_file() and not p.name.startswith(".") and not p.name.endswith(".tracks.csv")
+                  if p.is_file() and not p.name.startswith(".")
+                  and not p.name.endswith((".tracks.csv", ".segments.csv", ".frames.csv"))
                   and p.resolve() not in skipped)
 
 
@@ -391,13 +392,13 @@ def _keyframe_keys(inputs: _Inputs) -> _Keys:
     """Keyframe = (video_id, timestamp), factorized jointly over GT, predictions and exclusions."""
     gt, pred, exclusions = inputs.gt, inputs.pred, inputs.exclusions
     n_gt, n_pred = len(gt), len(pred)
-    videos, video_names = pd.factorize(
+    videos, video_names = _factorize(
         np.concatenate([gt["video_id"].to_numpy(object), pred["video_id"].to_numpy(object),
                         exclusions["video_id"].to_numpy(object)]))
-    times, _ = pd.factorize(
+    times, _ = _factorize(
         np.concatenate([gt["timestamp"].to_numpy(np.float64), pred["timestamp"].to_numpy(np.float64),
                         exclusions["timestamp"].to_numpy(np.float64)]))
-    keys, _ = pd.factorize(videos.astype(np.int64) * (int(times.max(initial=0)) + 1) + times)
+    keys, _ = _factorize(videos.astype(np.int64) * (int(times.max(initial=0)) + 1) + times)
     return _Keys(gt=keys[:n_gt], pred=keys[n_gt:n_gt + n_pred], excluded=keys[n_gt + n_pred:],
                  gt_video=videos[:n_gt], pred_video=videos[n_gt:n_gt + n_pred], video_names=video_names,
                  count=int(keys.max(initial=-1)) + 1)
@@ -414,7 +415,7 @@ def _select_rows(inputs: _Inputs, keys: _Keys, options: _Options, notes: dict) -
         pred_keep &= _top_k_per_key(keys.pred, pred_scores, pred_keep, int(options.max_per_frame))
         notes["dropped_by_max_per_frame"] = int(_isin_ids(pred_class, inputs.evaluated).sum() - pred_keep.sum())
 
-    videos_without_gt = np.setdiff1d(keys.pred_video[pred_keep], keys.gt_video[gt_keep])
+    videos_without_gt = _missing_from(keys.pred_video[pred_keep], keys.gt_video[gt_keep], len(keys.video_names))
     notes["pred_videos_without_gt"] = sorted(str(keys.video_names[v]) for v in videos_without_gt)
 
     _note_duplicate_detections(inputs, keys, notes)
@@ -545,8 +546,8 @@ def _sort_into_groups(inputs: _Inputs, keys: _Keys, rows: _Rows, options: _Optio
     n_classes = len(inputs.evaluated)
     gt_rows = np.flatnonzero(rows.gt_keep)
     det_rows = np.flatnonzero(rows.pred_keep)
-    gt_cls = np.searchsorted(inputs.evaluated, rows.gt_class[gt_rows])
-    det_cls = np.searchsorted(inputs.evaluated, rows.pred_class[det_rows])
+    gt_cls = _class_index(rows.gt_class[gt_rows], inputs.evaluated)
+    det_cls = _class_index(rows.pred_class[det_rows], inputs.evaluated)
 
     if options.in_given_order or "person_id" not in inputs.gt.columns:
         gt_order_key = (np.zeros(len(gt_rows), dtype=np.int64), 1)
@@ -663,6 +664,40 @@ def _top_k_per_key(keys: np.ndarray, scores: np.ndarray, keep: np.ndarray, k: in
     out = np.zeros(len(keys), dtype=bool)
     out[order[rank < k]] = True
     return out
+
+
+def _factorize(values: np.ndarray) -> tuple[np.ndarray, pd.Index | np.ndarray]:
+    """`pd.factorize(values)` (codes in order of first appearance, the same codes), hashing only the first
+    row of each run of equal values: AVA tables list a keyframe's rows together, so there are few runs."""
+    n = len(values)
+    if n < 2:
+        return pd.factorize(values)
+    starts = np.ones(n, dtype=bool)
+    starts[1:] = values[1:] != values[:-1]  # NaN != NaN: each NaN starts a run (factorize codes it the same)
+    heads = np.flatnonzero(starts)
+    if len(heads) > n // 4:
+        return pd.factorize(values)
+    codes, uniques = pd.factorize(values[heads])  # a value's first row always heads a run
+    return np.repeat(codes, np.diff(np.append(heads, n))), uniques
+
+
+def _missing_from(codes: np.ndarray, present: np.ndarray, count: int) -> np.ndarray:
+    """`np.setdiff1d(codes, present)` for dense codes in [0, count): sorted distinct codes not in `present`."""
+    if (codes.size and codes.min() < 0) or (present.size and present.min() < 0):
+        return np.setdiff1d(codes, present)
+    seen = np.zeros(count, dtype=bool)
+    seen[codes] = True
+    seen[present] = False
+    return np.flatnonzero(seen)
+
+
+def _class_index(class_ids: np.ndarray, evaluated: np.ndarray) -> np.ndarray:
+    """Position of each (evaluated) class id in the sorted `evaluated`: `np.searchsorted`, by a lookup table."""
+    if evaluated.size == 0 or int(evaluated.max()) > 1 << 24 or class_ids.size == 0:
+        return np.searchsorted(evaluated, class_ids)
+    table = np.zeros(int(evaluated.max()) + 1, dtype=np.int64)
+    table[evaluated] = np.arange(len(evaluated))
+    return table[class_ids]
 
 
 def _isin_ids(values: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -27,7 +27,6 @@ every listed class (`"all"`, ACT's per-class linking).
 from __future__ import annotations
 
 import os
-import pickle
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sfdet.fileio import read_pickle
 from sfdet.errors import DataError
 from sfdet.evaluation.tubes import MIN_TUBE_LENGTH, Tube, check_detections, iou2d, link_tubes, tube_iou
 
@@ -57,17 +57,7 @@ def read_tube_gt(source) -> dict:
         gt, name = dict(source), "<GT dict>"
     else:
         name = os.fspath(source)
-        try:
-            with open(source, "rb") as handle:
-                try:
-                    gt = pickle.load(handle)
-                except UnicodeDecodeError:
-                    handle.seek(0)
-                    gt = pickle.load(handle, encoding="latin1")
-        except OSError as error:
-            raise DataError(f"{name}: cannot read the GT tube pickle ({error.strerror or error})") from None
-        except Exception as error:  # noqa: BLE001 - any unpickling failure is a bad file
-            raise DataError(f"{name}: is not a GT tube pickle ({type(error).__name__}: {error})") from None
+        gt = read_pickle(source, "GT tube pickle")
     if not isinstance(gt, Mapping):
         raise DataError(f"{name}: a GT tube pickle holds a dict, got {type(gt).__name__}")
     missing = [key for key in ("labels", "gttubes", "nframes", "test_videos") if key not in gt]

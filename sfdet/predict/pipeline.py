@@ -10,7 +10,13 @@ Per video (`predict_video`):
    edge frames repeat, as in training) its clip joins the batch; a full
    batch is scored by the action model;
 4. each scored keyframe is written at once (CSV, tracks CSV, JSON Lines) and,
-   with rendering, the frames up to it are drawn and encoded.
+   with rendering, the frames up to it are drawn and encoded; its tracks' scores
+   feed the video's `timelines.ActionTimeline`, whose segments go into the JSONL
+   as they close and into `<stem>.segments.csv` at the end (before the `end` record).
+With `track_every` N > 0 (`--track-every`) the detector also runs on every Nth
+decoded frame and a `tracking.ByteTracker` (Kalman motion, two-stage
+association) gives the ids, written per frame to `<stem>.frames.csv`; N = 0
+(the default) is the keyframe-only `tracking.IouTracker`.
 Memory is bounded by the window, the decode queue and one batch: it does not
 grow with the video's length.
 
@@ -44,7 +50,8 @@ from sfdet.persons.precomputed import PrecomputedDetector, timestamp_key, timest
 from sfdet.predict.actions import ActionPredictor
 from sfdet.predict.render import Overlay, VideoRenderer
 from sfdet.predict.stream import FrameRing, FrameStream, every
-from sfdet.predict.tracking import IouTracker
+from sfdet.predict.timelines import ActionTimeline, TimelineSettings, write_segments_csv
+from sfdet.predict.tracking import ByteTracker, IouTracker
 from sfdet.predict.writers import KeyframePrediction, OutputPaths, PersonPrediction, PredictionWriter
 
 VIDEO_EXTENSIONS = tuple(DataConfig().video_extensions)
@@ -63,6 +70,9 @@ class PredictOptions:
     render_threshold: float = 0.5  # labels drawn (and tracks-CSV rows) at or above this
     track_min_iou: float = 0.3
     track_max_age: int = 1
+    # > 0: the person detector also runs on every Nth decoded frame, tracked by `ByteTracker` (`--track-every`)
+    track_every: int = 0
+    timeline: TimelineSettings = field(default_factory=TimelineSettings)  # action segments
     # Decoded frames the decoder thread may run ahead: about one batch of 8 keyframes of a 30 fps video, so it
     # decodes the next batch's frames while this one is scored (with 8, decoding and scoring took turns).
     max_queued_frames: int = 256
@@ -74,6 +84,8 @@ class PredictOptions:
             raise SfdetError(f"--keyframe-rate must be > 0, got {self.keyframe_rate}")
         if self.batch_size < 1:
             raise SfdetError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.track_every < 0:
+            raise SfdetError(f"--track-every must be >= 0 (0: keyframes only), got {self.track_every}")
 
 
 @dataclass
@@ -81,7 +93,7 @@ class StageTimes:
     """Seconds spent per stage (decode runs in its own thread, in parallel with the rest)."""
 
     decode: float = 0.0
-    detect: float = 0.0
+    detect: float = 0.0  # person detection and tracking (keyframes, and every Nth frame with --track-every)
     action: float = 0.0
     write: float = 0.0  # outputs and rendering
     total: float = 0.0
@@ -142,7 +154,11 @@ class _VideoRun:
         self.stream = self._open_stream(video, times)
         self.info = self.stream.info
         self.ring = FrameRing(predictor.window_span)
-        self.tracker = IouTracker(options.track_min_iou, options.track_max_age)
+        self.tracker = ByteTracker(fresh_ids=True) if options.track_every else \
+            IouTracker(options.track_min_iou, options.track_max_age)
+        self.timeline = ActionTimeline(predictor.label_map, options.timeline)
+        self.frames_tracked = 0  # frames the detector ran on (keyframe centres included)
+        self._last_tracked = -1  # source index of the last frame the ByteTracker saw
         self.pending: deque[_Keyframe] = deque()  # detected, window not complete yet
         self.batch: list[_Keyframe] = []
         self.result = VideoResult(video)
@@ -154,6 +170,8 @@ class _VideoRun:
             raise DataError(f"{video}: {problem}")
         self.writer = PredictionWriter(paths, predictor.label_map, options.min_score, options.render_threshold,
                                        echo=sys.stdout if options.stdout_jsonl else None)
+        if paths.segments_csv is not None:  # a previous run's: written anew at the end
+            paths.segments_csv.unlink(missing_ok=True)
         try:
             self.renderer = VideoRenderer(video, paths.video, self.info.fps) if paths.video is not None else None
         except BaseException:
@@ -169,7 +187,8 @@ class _VideoRun:
                            resample_fps=predictor.cfg.video_resample_fps, window_offsets=predictor.offsets,
                            # a CPU action model uses every core: one decoding (and RGB conversion) thread is
                            # faster (+4-7% keyframes/s on 2 cores); on a GPU the cores are free for them
-                           threaded_decode=predictor.device.type != "cpu")
+                           threaded_decode=predictor.device.type != "cpu",
+                           **({"rgb_every": self.options.track_every} if self.options.track_every else {}))
 
     def _record_extra(self, keyframe: _Keyframe) -> dict | None:
         """More fields of a keyframe's JSONL record (online mode: source time, latency)."""
@@ -189,10 +208,14 @@ class _VideoRun:
             bar = tqdm(self.stream, total=self.info.num_frames or None, unit="frame", desc=self.video.name,
                        disable=not self.options.progress, leave=False)
             last_offset = max(self.predictor.offsets)
+            track_every = self.options.track_every
             for item in bar:
                 self.ring.append(item.index, item.prepared)
                 for time_s in item.keyframes:
-                    self._detect(time_s, item.index, item.source_index, item.rgb)
+                    self._detect(time_s, item.index, item.source_index, item.rgb, frame_time=item.time)
+                if (track_every and not item.keyframes and item.rgb is not None
+                        and item.source_index % track_every == 0 and item.source_index != self._last_tracked):
+                    self._track_frame(item.source_index, item.time, item.rgb)
                 while self.pending and self.pending[0].centre + last_offset <= item.index:
                     self._enqueue(self.pending.popleft(), num_frames=item.index + 1)
             while self.pending:  # the video ended: the windows repeat its last frame
@@ -292,19 +315,52 @@ class _VideoRun:
             "time_offset": self.time_offset,
             "model": self.predictor.describe(),
             "detector": self.detector.describe(),
-            "tracker": {"min_iou": options.track_min_iou, "max_age": options.track_max_age},
+            "tracker": self._tracker_description(),
+            "timeline": asdict(options.timeline),
             "label_map": {str(k): v for k, v in self.predictor.label_map.items()},
         })
 
-    def _detect(self, time_s: float, centre: int, source_centre: int, frame_rgb: np.ndarray) -> None:
-        """Persons of a keyframe, on its full-resolution centre frame."""
+    def _tracker_description(self) -> dict:
+        options = self.options
+        if not options.track_every:
+            return {"min_iou": options.track_min_iou, "max_age": options.track_max_age}
+        t = self.tracker
+        return {"kind": "bytetrack", "track_every": options.track_every, "high_score": t.high_score,
+                "low_score": t.low_score, "new_track_score": t.new_track_score, "match_iou": t.match_iou,
+                "low_match_iou": t.low_match_iou, "max_lost_frames": t.max_lost_frames}
+
+    def _track(self, boxes_xyxy_abs: np.ndarray, scores: np.ndarray, boxes_norm: np.ndarray, source_index: int,
+               frame_time: float) -> np.ndarray:
+        """Track ids of a detected frame's boxes (the ByteTracker of `--track-every`), written to the frames CSV."""
+        track_ids = self.tracker.update(boxes_xyxy_abs, scores, source_index)
+        self._last_tracked = source_index
+        self.frames_tracked += 1
+        self.writer.write_frame(self.video_id, source_index, frame_time, track_ids, boxes_norm, scores)
+        return track_ids
+
+    def _track_frame(self, source_index: int, frame_time: float, frame_rgb: np.ndarray) -> None:
+        """`--track-every`: persons of a frame that is not a keyframe centre, for the tracker only."""
+        tick = time.perf_counter()
+        boxes_xyxy_abs, scores = self.detector(frame_rgb, self.video_id, round(frame_time + self.time_offset, 6))
+        height, width = frame_rgb.shape[:2]
+        boxes_norm = boxes_xyxy_abs / np.array([width, height, width, height], dtype=np.float32)
+        self._track(boxes_xyxy_abs, scores, boxes_norm, source_index, frame_time)
+        self.result.times.detect += time.perf_counter() - tick
+
+    def _detect(self, time_s: float, centre: int, source_centre: int, frame_rgb: np.ndarray,
+                frame_time: float | None = None) -> None:
+        """Persons of a keyframe, on its full-resolution centre frame (`frame_time`: that frame's time)."""
         tick = time.perf_counter()
         timestamp = self.timestamp(time_s)
         self.keyframe_timestamps.append(timestamp)
         boxes_xyxy_abs, scores = self.detector(frame_rgb, self.video_id, timestamp)
         height, width = frame_rgb.shape[:2]
         boxes_norm = boxes_xyxy_abs / np.array([width, height, width, height], dtype=np.float32)
-        track_ids = self.tracker.update(boxes_xyxy_abs)
+        if self.options.track_every:
+            track_ids = self._track(boxes_xyxy_abs, scores, boxes_norm, source_centre,
+                                    time_s if frame_time is None else frame_time)
+        else:
+            track_ids = self.tracker.update(boxes_xyxy_abs)
         model_boxes = self.predictor.model_boxes(frame_rgb, boxes_xyxy_abs)
         self.pending.append(_Keyframe(time_s, timestamp, centre, source_centre, boxes_norm, scores, track_ids,
                                       model_boxes))
@@ -342,15 +398,42 @@ class _VideoRun:
         self.writer.write_keyframe(KeyframePrediction(self.video_id, keyframe.timestamp, keyframe.source_centre,
                                                       persons, extra=self._record_extra(keyframe)))
         self.result.keyframes += 1
+        self._update_timeline(keyframe, persons)
         if self.renderer is not None:
-            names = list(self.predictor.label_map.values())
-            threshold = self.options.render_threshold
-            labels = []
-            for person in persons:
-                top = np.argsort(-person.action_scores, kind="stable")[:3]
-                labels.append([f"{names[i]} {person.action_scores[i]:.2f}" for i in top
-                               if person.action_scores[i] >= threshold])
-            self.renderer.show(keyframe.source_centre, Overlay(keyframe.boxes_norm, keyframe.track_ids, labels))
+            self.renderer.show(keyframe.source_centre, self._overlay(keyframe, persons))
+
+    def _timeline_scores(self, person: PersonPrediction) -> np.ndarray:
+        """A person's scores as its JSONL record has them (rounded to 6 digits, below --min-score 0), so the
+        segments rebuilt from the JSONL (`timelines.segments_from_jsonl`) are the ones written."""
+        min_score = self.options.min_score
+        return np.array([round(float(v), 6) if v >= min_score else 0.0 for v in person.action_scores])
+
+    def _update_timeline(self, keyframe: _Keyframe, persons: list[PersonPrediction]) -> None:
+        num_classes = len(self.predictor.label_map)
+        scores = np.array([self._timeline_scores(p) for p in persons]).reshape(len(persons), num_classes)
+        closed = self.timeline.update(keyframe.timestamp, keyframe.source_centre,
+                                      [p.track_id for p in persons], scores)
+        self._write_segments(closed)
+
+    def _write_segments(self, closed) -> None:
+        """Segment records as segments close; a live source also rewrites its segments CSV then."""
+        for segment in closed:
+            self.writer.write_record("segment", segment.record())
+        if closed and self.stream.source is not None and self.paths.segments_csv is not None:
+            write_segments_csv(self.paths.segments_csv, self.video_id, self.timeline.segments)
+
+    def _overlay(self, keyframe: _Keyframe, persons: list[PersonPrediction]) -> Overlay:
+        """What the rendered frames show until the next keyframe: per person its top actions (>= the render
+        threshold) and its current action segments."""
+        names = list(self.predictor.label_map.values())
+        threshold = self.options.render_threshold
+        labels = []
+        for person in persons:
+            top = np.argsort(-person.action_scores, kind="stable")[:3]
+            labels.append([f"{names[i]} {person.action_scores[i]:.2f}" for i in top
+                           if person.action_scores[i] >= threshold])
+        segments = [self.timeline.current_labels(p.track_id) for p in persons]
+        return Overlay(keyframe.boxes_norm, keyframe.track_ids, labels, segments)
 
     def _finish(self, started: float) -> None:
         result, stream, times = self.result, self.stream, self.result.times
@@ -365,6 +448,9 @@ class _VideoRun:
             tick = time.perf_counter()
             self.renderer.finish()
             times.write += time.perf_counter() - tick
+        self._write_segments(self.timeline.finish())
+        if self.paths.segments_csv is not None:
+            write_segments_csv(self.paths.segments_csv, self.video_id, self.timeline.segments)
         times.total = time.perf_counter() - started
         self.writer.write_end({
             "frames_decoded": result.frames,
@@ -373,6 +459,8 @@ class _VideoRun:
             "warnings": result.warnings,
             "seconds": {name: round(value, 3) for name, value in asdict(times).items()},
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "segments": len(self.timeline.segments),
+            **({"frames_tracked": self.frames_tracked} if self.options.track_every else {}),
             **self._end_extra(),
         })
 
@@ -485,7 +573,7 @@ def predict_videos(
         stems[video.stem] = video
         run = None
         try:
-            paths = OutputPaths.for_video(target, video.stem, options.render)
+            paths = OutputPaths.for_video(target, video.stem, options.render, track_frames=options.track_every > 0)
             if resume and paths.is_complete():
                 results.append(VideoResult(video, skipped=True))
                 continue

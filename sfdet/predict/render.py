@@ -1,7 +1,9 @@
 """Rendering: boxes, track ids and action labels drawn on frames, written as H.264 mp4.
 
 Colours are per track (a fixed palette indexed by track id), labels sit on a
-filled background above the box so they stay readable on any frame, and
+filled background above the box so they stay readable on any frame, the
+person's current action segments (`sfdet.predict.timelines`) on a white band
+at the box's bottom, and
 frames go to the encoder one at a time (nothing is held). A rotated video
 (display matrix) is drawn and written upright, the frames and size the
 prediction saw (`sfdet.data.timing.Orientation`), with no rotation metadata.
@@ -25,6 +27,9 @@ PALETTE = [
 ]  # fmt: skip
 
 
+SEGMENT_BACKGROUND = (255, 255, 255)  # behind a person's current action segments
+
+
 def track_colour(track_id: int) -> tuple[int, int, int]:
     return PALETTE[int(track_id) % len(PALETTE)]
 
@@ -45,10 +50,13 @@ def _font(frame_height: int):
 class Overlay:
     """What is drawn on frames: persons of the latest keyframe, held until the next one."""
 
-    def __init__(self, boxes_norm: np.ndarray, track_ids: np.ndarray, labels: list[list[str]]):
+    def __init__(self, boxes_norm: np.ndarray, track_ids: np.ndarray, labels: list[list[str]],
+                 segments: list[list[str]] | None = None):
         self.boxes_norm = np.asarray(boxes_norm, dtype=np.float64).reshape(-1, 4)  # (N,4)
         self.track_ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)  # (N,)
         self.labels = labels  # N lists of "name 0.93" lines
+        # N lists of the person's current action segments ("name since 12s (0.81)"), drawn in a white band
+        self.segments = segments if segments is not None else [[] for _ in range(len(self.track_ids))]
 
     @classmethod
     def empty(cls) -> "Overlay":
@@ -65,7 +73,8 @@ def draw_overlay(frame_rgb: np.ndarray, overlay: Overlay) -> np.ndarray:
     font = _font(height)
     line_width = max(1, round(height / 240))
     scale = np.array([width, height, width, height])
-    for box_norm, track_id, lines in zip(overlay.boxes_norm, overlay.track_ids, overlay.labels):
+    for box_norm, track_id, lines, segments in zip(overlay.boxes_norm, overlay.track_ids, overlay.labels,
+                                                   overlay.segments):
         x1, y1, x2, y2 = (box_norm * scale).tolist()
         colour = track_colour(track_id)
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=line_width)
@@ -77,6 +86,14 @@ def draw_overlay(frame_rgb: np.ndarray, overlay: Overlay) -> np.ndarray:
         ty = y1 - text_h if y1 - text_h >= 0 else max(0.0, y1)
         draw.rectangle([tx, ty, tx + text_w, ty + text_h], fill=colour)
         draw.multiline_text((tx + 2 - left, ty + 2 - top), text, fill=_text_colour(colour), font=font, spacing=1)
+        if segments:  # the current segments: a white band, text in the track's colour, at the box's bottom
+            seg_text = "\n".join(segments)
+            left, top, right, bottom = draw.multiline_textbbox((0, 0), seg_text, font=font, spacing=1)
+            seg_w, seg_h = right - left + 4, bottom - top + 4
+            sx = min(max(0.0, x1), max(0.0, width - seg_w))
+            sy = min(max(0.0, y2 - seg_h), max(0.0, height - seg_h))
+            draw.rectangle([sx, sy, sx + seg_w, sy + seg_h], fill=SEGMENT_BACKGROUND, outline=colour)
+            draw.multiline_text((sx + 2 - left, sy + 2 - top), seg_text, fill=colour, font=font, spacing=1)
     return np.asarray(image)
 
 

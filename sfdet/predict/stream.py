@@ -6,8 +6,8 @@ with a 30 fps video and a stride-2 clip, every other frame is decoded but never
 converted) and hands every frame over through a small bounded queue; the
 consumer keeps only the last few prepared frames in a ring buffer
 (`FrameRing`), enough for one clip window. The full-resolution frame survives
-only for keyframe centres (the person detector reads it), so memory does not
-grow with the video's length.
+only for keyframe centres (the person detector reads it; with `rgb_every`, every
+Nth frame too), so memory does not grow with the video's length.
 
 Frame timing is `sfdet.data.timing`'s, as for the Dataset: frame times are
 presentation timestamps from the stream's start, and a keyframe's centre is
@@ -128,7 +128,8 @@ class StreamItem:
     prepared: Any  # what `prepare_frame` returned for this frame
     source_index: int  # position among the decoded frames (what the renderer draws on)
     keyframes: list[float] = field(default_factory=list)  # keyframe times whose centre this frame is
-    rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty (or keep_rgb)
+    rgb: np.ndarray | None = None  # full-resolution (H, W, 3) uint8, only when `keyframes` is not empty (or keep_rgb,
+    # or every `rgb_every`th decoded frame)
     arrival: float = 0.0  # wall-clock time (time.time()) the frame came out of the decoder: latency is counted from it
 
 
@@ -152,6 +153,8 @@ class FrameStream:
         network stream or pipe, or a file paced at its frame rate): has `path`, `info` and
         `frames(report, threaded) -> Iterator[DecodedFrame]`.
     keep_rgb: every item carries its full-resolution `rgb` (the live preview), not only keyframe centres.
+    rgb_every: N > 0: the items of every Nth decoded frame (`source_index % N == 0`) carry their `rgb` too
+        (`predict --track-every N`: the person detector reads them); 0: only keyframe centres.
 
     Keyframes after the last frame (beyond the end tolerance of
     `sfdet.data.clip_sampling`) are listed in `dropped_keyframes`.
@@ -168,11 +171,15 @@ class FrameStream:
         threaded_decode: bool = True,
         source: Any = None,
         keep_rgb: bool = False,
+        rgb_every: int = 0,
     ):
         self.source = source
         self.path = Path(path) if source is None else source.path
         self.info = open_video(self.path) if source is None else source.info
         self.keep_rgb = keep_rgb
+        if rgb_every < 0:
+            raise ValueError(f"rgb_every must be >= 0, got {rgb_every}")
+        self.rgb_every = int(rgb_every)
         self.resample_fps = resample_fps
         self.report = DecodeReport()
         self.dropped_keyframes: list[float] = []
@@ -224,7 +231,7 @@ class FrameStream:
                     self.prepared_frames += 1
                 item.prepared = prepared
                 needed.discard(item.index)
-            if item.keyframes or self.keep_rgb:
+            if item.keyframes or self.keep_rgb or (self.rgb_every and frame.source_index % self.rgb_every == 0):
                 item.rgb = frame.rgb
             self.decode_seconds += time.perf_counter() - tick
             return self._put(item)  # blocks while the consumer is behind: not decode time

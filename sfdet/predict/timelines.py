@@ -144,6 +144,10 @@ class ActionTimeline:
         self.segments.append(segment)
         return [segment]
 
+    def current_labels(self, track_id: int) -> list[str]:
+        """What the rendered video shows of a track's open segments: `name since 12s (0.81)` per segment."""
+        return [f"{name} since {start:g}s ({mean:.2f})" for name, start, mean in self.current(track_id)]
+
     def current(self, track_id: int) -> list[tuple[str, float, float]]:
         """The open segments of a track: (action name, start timestamp, mean score so far), by start."""
         track = self._tracks.get(int(track_id))
@@ -173,7 +177,8 @@ def sorted_segments(segments: Iterable[Segment]) -> list[Segment]:
 def write_segments_csv(path: str | Path, video_id: str, segments: Iterable[Segment]) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    # `<stem>.segments.tmp`: no longer than the final name (a long stem is cut to fit `.segments.csv`)
+    tmp = path.with_suffix(".tmp") if path.suffix else path.with_name(f"{path.name}.tmp")
     with open(tmp, "w", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         writer = csv.writer(handle)
         writer.writerow(SEGMENT_COLUMNS)
@@ -195,13 +200,17 @@ def segments_from_keyframes(label_map: dict[int, str], keyframes: Iterable[tuple
 
 def segments_from_jsonl(path: str | Path, label_map: dict[int, str] | None = None,
                         settings: TimelineSettings | None = None) -> list[Segment]:
-    """Segments of a finished `sfdet predict` JSONL (its keyframe records), e.g. with other thresholds."""
+    """Segments of a finished `sfdet predict` JSONL (its keyframe records), e.g. with other thresholds.
+
+    settings None: those in the file's header (`timeline`), else the defaults."""
     import json
 
     records = [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    header = next((r for r in records if r.get("type") == "video"), {})
     if label_map is None:
-        header = next((r for r in records if r.get("type") == "video"), {})
         label_map = {int(k): v for k, v in (header.get("label_map") or {}).items()}
+    if settings is None and header.get("timeline"):  # the settings `sfdet predict` used
+        settings = TimelineSettings(**header["timeline"])
     columns = {action_id: i for i, action_id in enumerate(label_map)}
 
     def keyframes():

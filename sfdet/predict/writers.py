@@ -11,7 +11,11 @@ Per video:
   size, model, detector, label map), one `keyframe` record per keyframe
   (persons with box, track id, detector score, actions sorted by score), and
   a closing `end` record. A file without the `end` record is an unfinished
-  run (`--resume` redoes it).
+  run (`--resume` redoes it). `segment` records (`sfdet.predict.timelines`) come as segments close;
+- `<stem>.segments.csv`: the per-person action segments (`timelines.SEGMENT_COLUMNS`, header row), written
+  (atomically) before the `end` record;
+- `<stem>.frames.csv` (only with `--track-every N`): the tracked person boxes of every detected frame,
+  `FRAME_COLUMNS` with a header row, written frame by frame.
 
 Every write is flushed at once, so Ctrl-C or a crash loses no finished keyframe.
 """
@@ -50,7 +54,8 @@ class KeyframePrediction:
     extra: dict | None = None  # more fields of its JSONL record (online mode: source time, latency)
 
 
-OUTPUT_SUFFIXES = (".csv", ".tracks.csv", ".jsonl", ".pred.mp4")
+OUTPUT_SUFFIXES = (".csv", ".tracks.csv", ".jsonl", ".pred.mp4", ".segments.csv", ".frames.csv")
+FRAME_COLUMNS = ("video_id", "frame_index", "time", "track_id", "x1", "y1", "x2", "y2", "score")
 
 
 def _name_max(directory: Path) -> int:
@@ -65,7 +70,8 @@ def _name_max(directory: Path) -> int:
 
 
 def output_stem(out_dir: Path, stem: str) -> str:
-    """`stem`, or a shortened one when `<stem>.tracks.csv` would exceed the file system's name limit.
+    """`stem`, or a shortened one when `<stem>.segments.csv` (the longest suffix) would exceed the file
+    system's name limit.
 
     A legal video name of ~250 bytes cannot take a longer suffix; its outputs are named by the first
     bytes of the stem plus `~` and 8 hex digits of the whole stem's SHA-1 (stable across runs, so
@@ -89,9 +95,11 @@ class OutputPaths:
     tracks_csv: Path
     jsonl: Path
     video: Path | None  # the rendered mp4, when rendering
+    segments_csv: Path | None = None  # the action segments (written at the end)
+    frames_csv: Path | None = None  # per-frame tracked boxes, with --track-every
 
     @classmethod
-    def for_video(cls, out_dir: Path, stem: str, render: bool) -> "OutputPaths":
+    def for_video(cls, out_dir: Path, stem: str, render: bool, track_frames: bool = False) -> "OutputPaths":
         # `.pred.mp4`, never `<stem>.mp4`: with outputs next to the input that would overwrite it.
         stem = output_stem(out_dir, stem)
         return cls(
@@ -99,10 +107,13 @@ class OutputPaths:
             tracks_csv=out_dir / f"{stem}.tracks.csv",
             jsonl=out_dir / f"{stem}.jsonl",
             video=out_dir / f"{stem}.pred.mp4" if render else None,
+            segments_csv=out_dir / f"{stem}.segments.csv",
+            frames_csv=out_dir / f"{stem}.frames.csv" if track_frames else None,
         )
 
     def all(self) -> list[Path]:
-        return [p for p in (self.csv, self.tracks_csv, self.jsonl, self.video) if p is not None]
+        return [p for p in (self.csv, self.tracks_csv, self.jsonl, self.video, self.segments_csv, self.frames_csv)
+                if p is not None]
 
     def is_complete(self) -> bool:
         """True when a previous run finished this video (its JSONL ends with the `end` record)."""
@@ -149,15 +160,22 @@ class PredictionWriter:
         paths.csv.parent.mkdir(parents=True, exist_ok=True)
         # A file name that is not valid UTF-8 (legal on Linux) keeps its bytes in the CSVs' video ids.
         opened = []
+        files = [(paths.csv, {"newline": ""}), (paths.tracks_csv, {"newline": ""}), (paths.jsonl, {})]
+        if paths.frames_csv is not None:
+            files.append((paths.frames_csv, {"newline": ""}))
         try:
-            for path, kwargs in ((paths.csv, {"newline": ""}), (paths.tracks_csv, {"newline": ""}), (paths.jsonl, {})):
+            for path, kwargs in files:
                 opened.append((path, open(path, "w", encoding="utf-8", errors="surrogateescape", **kwargs)))
         except BaseException:  # e.g. a name the file system refuses: leave none of this video's files behind
             for path, f in opened:
                 f.close()
                 path.unlink(missing_ok=True)
             raise
-        self._csv, self._tracks, self._jsonl = (f for _, f in opened)
+        self._csv, self._tracks, self._jsonl = (f for _, f in opened[:3])
+        self._frames = opened[3][1] if len(opened) > 3 else None
+        if self._frames is not None:
+            self._frames.write(",".join(FRAME_COLUMNS) + "\n")
+            self._frames.flush()
         self.keyframes_written = 0
 
     def write_header(self, header: dict) -> None:
@@ -204,6 +222,17 @@ class PredictionWriter:
         )
         self.keyframes_written += 1
 
+    def write_frame(self, video_id: str, frame_index: int, time_s: float, track_ids, boxes_norm,
+                    scores) -> None:
+        """The tracked boxes of one detected frame (`--track-every`): one `<stem>.frames.csv` row per box."""
+        if self._frames is None:
+            return
+        prefix = f"{csv_field(video_id)},{int(frame_index)},{round(float(time_s), 6)}"
+        self._frames.write("".join(
+            f"{prefix},{int(track_id)},{','.join(_num(v) for v in box)},{_num(score)}\n"
+            for track_id, box, score in zip(track_ids, boxes_norm, scores)))
+        self._frames.flush()
+
     def write_record(self, kind: str, fields: dict) -> None:
         """Another JSONL record between the keyframes (online mode: a `gap` in a live source)."""
         self._write_json({"type": kind, **fields})
@@ -220,8 +249,9 @@ class PredictionWriter:
             self.echo.flush()
 
     def close(self) -> None:
-        for f in (self._csv, self._tracks, self._jsonl):
-            f.close()
+        for f in (self._csv, self._tracks, self._jsonl, self._frames):
+            if f is not None:
+                f.close()
 
     def __enter__(self):
         return self
