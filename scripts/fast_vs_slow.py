@@ -44,6 +44,7 @@ def run_one(name: str, config: Path, data: Path, out: Path, overrides: list[str]
     last_val = [r for r in read_metrics(run_dir / "metrics.jsonl") if r["kind"] == "val"][-1]
     return {
         "name": name, "run_dir": str(run_dir), "minutes": minutes, "iterations": result.iteration,
+        "precision": cfg.train.precision,
         "frames": f"{cfg.data.num_frames}x{cfg.data.sampling_rate}", "map": last_val["map"],
         "per_class_ap": last_val["per_class_ap"],
     }
@@ -100,7 +101,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(markdown)
     (out / "fast_vs_slow.md").write_text(markdown + "\n")
-    (out / "fast_vs_slow.json").write_text(json.dumps({"runs": runs, "summary": summary,
+    import torch
+
+    # Where it ran: the CPU capability torch dispatched to (ATEN_CPU_CAPABILITY=avx2 limits it) and the threads.
+    machine = {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+    print(f"cpu capability {machine['cpu_capability']}, {machine['threads']} threads, precision "
+          + ", ".join(f"{run['name']} {run['precision']}" for run in runs))
+    (out / "fast_vs_slow.json").write_text(json.dumps({"runs": runs, "summary": summary, "machine": machine,
                                                        "overrides": args.overrides}, indent=2))
     print(f"\nwrote {out / 'fast_vs_slow.md'} and {out / 'fast_vs_slow.json'}")
     return 0 if summary["aliased_gap"] >= REQUIRED_GAP else 1

@@ -18,6 +18,10 @@ then figures (OUT/figures/) and the summary (OUT/summary.txt).
 
 `quick=True` runs the same story on the toy generator's quick preset with a handful of
 iterations per model (the test suite's smoke run: no accuracy target).
+
+`budget_minutes` (`sfdet demo --budget MINUTES`, 20 by default on the command line) plans the run: it
+times a few training steps of the action model first, says up front what every stage will take and
+what accuracy to expect, and trains the action model as many epochs as fit (`BudgetPlanner`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,18 @@ BOX_SOURCES = {"detector": "fine-tuned detector", "simulated": "simulated detect
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """One schedule the budget planner may choose for the action model (overrides on top of the preset's)."""
+
+    name: str
+    overrides: tuple[str, ...] = ()
+    max_epochs: int = 13  # its longest schedule (the planner shortens it to fit the budget)
+    # Measured (epochs -> val frame-mAP with the fine-tuned detector's boxes): what the planner tells a user to
+    # expect (linear in between; None outside the measured range).
+    expected_map: tuple[tuple[int, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class DemoPreset:
     """How much work each stage does; the full demo takes every component's own defaults but the epochs."""
 
@@ -51,22 +67,27 @@ class DemoPreset:
     proposal_score_thresh: float = 0.05  # proposals CSVs keep boxes >= this (`sfdet proposals`' default); the
     # action model's config cuts again (data.detection_score_thresh)
     overrides: tuple[str, ...] = ()  # dotted overrides of the action model's config
-    max_epochs: int = 13  # the action model's schedule when the budget allows it (the budget planner shortens it)
-    # Measured (epochs -> val frame-mAP with the fine-tuned detector's boxes) of this preset's recipe: what the
-    # budget planner tells a user to expect (linear in between; None outside the measured range).
-    expected_map: tuple[tuple[int, float], ...] = ()
+    # The budget planner's choices, in order: the first whose longest schedule fits the budget, else the
+    # last one with as many epochs as fit. The first is the preset's own (what runs without a budget).
+    recipes: tuple[Recipe, ...] = (Recipe("default"),)
 
 
 # 13 of the toy config's 15 epochs: with the detector stages, 15 would pass the 20-minute budget on 2 cores.
 # Measured frame-mAP with the detector's boxes: 13 epochs 0.864 (bf16, README), 0.840 (fp32, AVX2 only, issue 20).
-FULL = DemoPreset(overrides=("train.epochs=13",), max_epochs=13, expected_map=((13, 0.84),))
+# Where 13 epochs do not fit (fp32 on an AVX2-only CPU: ~1 s per iteration on 2 cores), the planner trains
+# 112-px crops (0.71x the compute per iteration: the Fast stem and every stage scale with the crop's area;
+# people keep their size, train_jitter is unchanged) for as many epochs as fit.
+FULL = DemoPreset(overrides=("train.epochs=13",), recipes=(
+    Recipe("default", (), 13, ((13, 0.84),)),
+    Recipe("crop112", ("data.train_crop=112",), 13, ()),
+))
 # A smoke run of every stage. A detector this briefly trained scores its boxes low: every box it finds is kept.
 QUICK = DemoPreset(
     detector_options={"epochs": 1.0, "batch_size": 4},
     proposal_score_thresh=0.0,
     overrides=("data.detection_score_thresh=0.0", "train.epochs=2", "train.max_iters=4", "train.batch_size=4",
                "train.val_batch_size=4", "train.num_workers=0", "train.log_every=1", "train.tensorboard=false"),
-    max_epochs=2,
+    recipes=(Recipe("quick", (), 2),),
 )
 
 
@@ -235,6 +256,7 @@ class DemoContext:
     device: torch.device
     log: Callable[[str], None]
     epochs: int | None = None  # the action model's epochs (the budget planner's), else the preset's
+    recipe: Recipe | None = None  # the budget planner's recipe (its overrides), else the preset's own
 
     @property
     def preset(self) -> DemoPreset:
@@ -252,6 +274,7 @@ class DemoContext:
             f"seed={self.seed}",
             f"train.device={self.device.type}",
             *self.preset.overrides,
+            *(self.recipe.overrides if self.recipe is not None else ()),
             *([f"train.epochs={self.epochs}"] if self.epochs is not None else []),
         ]
         return load_config(self.config_path, overrides)
@@ -587,6 +610,7 @@ class BudgetPlan:
     measured: tuple[str, ...] = ()
     expected_map: float | None = None
     table: tuple[tuple[int, float], ...] = ()
+    recipe: Recipe | None = None
 
     @property
     def total_s(self) -> float:
@@ -603,7 +627,9 @@ class BudgetPlan:
         lines = [
             f"budget {self.budget_s / 60:g} min: the action model trains {self.epochs} epoch"
             f"{'s' if self.epochs != 1 else ''} of {self.max_epochs} ({self.epochs * self.iterations_per_epoch} "
-            f"iterations at ~{self.iteration_s:.2f} s; probe step {self.probe_s:.2f} s)",
+            f"iterations at ~{self.iteration_s:.2f} s; probe step {self.probe_s:.2f} s)"
+            + (f", recipe '{self.recipe.name}' ({' '.join(self.recipe.overrides)})" if self.recipe is not None
+               and self.recipe.overrides else ""),
             "      estimate: " + ", ".join(stage(name) for name in self.stage_seconds)
             + f" (total ~{self.total_s / 60:.1f} min)",
         ]
@@ -623,7 +649,7 @@ class BudgetPlan:
 
 def plan_budget(budget_s: float, probe_s: float, iterations_per_epoch: int, stage_seconds: dict[str, float],
                 train_overhead_s: float, max_epochs: int, measured: tuple[str, ...] = (),
-                table: tuple[tuple[int, float], ...] = ()) -> BudgetPlan:
+                table: tuple[tuple[int, float], ...] = (), recipe: Recipe | None = None) -> BudgetPlan:
     """The most epochs (1 .. max_epochs) whose training fits `BUDGET_SAFETY` of the budget with the other stages.
 
     stage_seconds: every stage but the action model's (estimated, or measured for the finished ones).
@@ -638,7 +664,7 @@ def plan_budget(budget_s: float, probe_s: float, iterations_per_epoch: int, stag
     for stage in STAGES:
         ordered[stage.name] = train_overhead_s + epochs * epoch_s if stage.name == TRAIN_STAGE else seconds[stage.name]
     return BudgetPlan(budget_s, probe_s, iteration_s, iterations_per_epoch, epochs, max_epochs, ordered,
-                      measured=measured, expected_map=expected_map(epochs, table), table=table)
+                      measured=measured, expected_map=expected_map(epochs, table), table=table, recipe=recipe)
 
 
 def _iterations_per_epoch(ctx: DemoContext) -> int:
@@ -656,28 +682,46 @@ def _iterations_per_epoch(ctx: DemoContext) -> int:
 
 
 class BudgetPlanner:
-    """Plans the action model's epochs for `budget_s` (see the section's comment); `probe` is injectable (tests)."""
+    """Plans the action model's recipe and epochs for `budget_s` (see the section's comment).
+
+    `probe` (cfg, device -> seconds per training step) is injectable (tests); each recipe is probed once.
+    """
 
     def __init__(self, ctx: DemoContext, budget_s: float, probe: Callable | None = None):
         self.ctx, self.budget_s = ctx, budget_s
         self.probe = probe or probe_seconds_per_iteration
-        self.probe_s: float | None = None
+        self.probe_s: dict[str, float] = {}
 
     def _reference(self) -> tuple[dict[str, float], float]:
         if self.ctx.quick:
             return QUICK_REFERENCE_STAGE_SECONDS, QUICK_REFERENCE_TRAIN_OVERHEAD_SECONDS
         return REFERENCE_STAGE_SECONDS, REFERENCE_TRAIN_OVERHEAD_SECONDS
 
+    def _probe(self, recipe: Recipe) -> float:
+        if recipe.name not in self.probe_s:
+            previous = self.ctx.recipe
+            self.ctx.recipe = recipe
+            try:
+                self.probe_s[recipe.name] = float(self.probe(self.ctx.config(), self.ctx.device))
+            finally:
+                self.ctx.recipe = previous
+        return self.probe_s[recipe.name]
+
     def plan(self, finished: dict[str, float]) -> BudgetPlan:
-        """Measured seconds for the `finished` stages, the probe-scaled reference for the others."""
-        if self.probe_s is None:
-            self.probe_s = float(self.probe(self.ctx.config(), self.ctx.device))
+        """Measured seconds for the `finished` stages, the reference scaled by the first recipe's probe for the
+        others; the first recipe whose longest schedule fits, else the last one's most epochs that fit."""
         reference, overhead = self._reference()
-        scale = self.probe_s / REFERENCE_PROBE_SECONDS
+        recipes = self.ctx.preset.recipes
+        scale = self._probe(recipes[0]) / REFERENCE_PROBE_SECONDS
         seconds = {name: finished.get(name, reference.get(name, 0.0) * scale) for name in reference}
         measured = tuple(name for name in seconds if name in finished)
-        return plan_budget(self.budget_s, self.probe_s, _iterations_per_epoch(self.ctx), seconds, overhead * scale,
-                           self.ctx.preset.max_epochs, measured, self.ctx.preset.expected_map)
+        iterations = _iterations_per_epoch(self.ctx)
+        for recipe in recipes:
+            plan = plan_budget(self.budget_s, self._probe(recipe), iterations, seconds, overhead * scale,
+                               recipe.max_epochs, measured, recipe.expected_map, recipe)
+            if plan.epochs == recipe.max_epochs and plan.fits:
+                break
+        return plan
 
 
 # --------------------------------------------------------------------------------------------------
@@ -720,8 +764,10 @@ def run_demo(
     if budget_minutes is not None and budget_minutes <= 0:
         raise ConfigError(f"--budget must be a positive number of minutes, got {budget_minutes:g}")
     planner = BudgetPlanner(ctx, 60.0 * budget_minutes, probe) if budget_minutes is not None else None
+    recipes = {recipe.name: recipe for recipe in ctx.preset.recipes}
     if state.plan.get("epochs") is not None and state.done(STAGES[0].name):
-        ctx.epochs = int(state.plan["epochs"])  # an interrupted run's training resumes with its own schedule
+        # an interrupted run's training resumes with its own recipe and schedule
+        ctx.epochs, ctx.recipe = int(state.plan["epochs"]), recipes.get(state.plan.get("recipe"))
     elif planner is not None:
         log("plan: " + planner.plan(dict(state.finished)).text())
     earlier_stage_ran = False  # then the later stages' previous outputs are stale: they start over
@@ -737,11 +783,12 @@ def run_demo(
             resuming = not earlier_stage_ran and state.plan.get("epochs") is not None and ctx.paths.train.is_dir()
             if planner is not None and not resuming:
                 plan = planner.plan(dict(state.finished))  # the earlier stages' real seconds
-                ctx.epochs = plan.epochs
+                ctx.epochs, ctx.recipe = plan.epochs, plan.recipe
                 log("plan, again with the stages' real times: " + plan.text())
             elif not resuming:
-                ctx.epochs = None
-            state.set_plan({"epochs": ctx.epochs} if ctx.epochs is not None else {})
+                ctx.epochs, ctx.recipe = None, None
+            state.set_plan({"epochs": ctx.epochs, "recipe": ctx.recipe.name if ctx.recipe else None}
+                           if ctx.epochs is not None else {})
         log(f"{prefix} {stage.what}")
         started = clock()
         stage.run(ctx)

@@ -6,6 +6,7 @@ demo (accuracy target: frame-mAP >= 0.70 with the fine-tuned detector's boxes) i
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import av
@@ -205,7 +206,8 @@ def fake_stages(clock: FakeClock, seconds: dict[str, float], seen: dict, interru
         def run(ctx):
             clock.now += seconds[stage.name]
             if stage.name == "action model":
-                seen.setdefault("epochs", []).append(ctx.config().train.epochs)
+                cfg = ctx.config()
+                seen.setdefault("epochs", []).append((cfg.train.epochs, cfg.data.train_crop))
                 ctx.paths.train.mkdir(parents=True, exist_ok=True)
                 if interrupt_training and interrupt_training.pop():
                     raise KeyboardInterrupt
@@ -234,29 +236,43 @@ def test_budget_demo_plans_up_front_then_again_with_the_real_stage_times(tmp_pat
     lines: list[str] = []
     probe_calls = []
 
-    def probe(cfg, device):
-        probe_calls.append(cfg.train.batch_size)
-        return REFERENCE_PROBE_SECONDS  # the reference CPU's speed: the reference stage times apply
+    def probe(cfg, device):  # the reference CPU's speed (the reference stage times apply); 112-px crops 0.71x
+        probe_calls.append(cfg.data.train_crop)
+        return REFERENCE_PROBE_SECONDS * (0.71 if cfg.data.train_crop == 112 else 1.0)
 
     with pytest.raises(KeyboardInterrupt):  # interrupted during training
         run_demo(tmp_path / "demo", budget_minutes=20, probe=probe, clock=clock, log=lines.append)
-    epoch_s = REFERENCE_PROBE_SECONDS * LOOP_OVERHEAD * 102
+    epoch_s = REFERENCE_PROBE_SECONDS * 0.71 * LOOP_OVERHEAD * 102
     others = sum(REFERENCE_STAGE_SECONDS.values())
     up_front = int((0.95 * 1200 - others - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
     again = int((0.95 * 1200 - 100 - 200 - 50 - 39 - 10 - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
-    assert (up_front, again) == (4, 6)
+    assert (up_front, again) == (6, 9)
+    # 13 epochs of the default recipe do not fit: the cheaper one, as many epochs as fit.
     assert lines[0].startswith(f"plan: budget 20 min: the action model trains {up_front} epochs of 13")
+    assert "recipe 'crop112' (data.train_crop=112)" in lines[0]
     replanned = [line for line in lines if line.startswith("plan, again")]
     assert len(replanned) == 1 and f"trains {again} epochs of 13" in replanned[0]
     assert "toy data 100 s (took), detector 200 s (took), proposals 50 s (took)" in replanned[0]
-    assert seen["epochs"] == [again] and probe_calls == [8]  # one probe, of the config's batch
-    # The resumed run keeps the interrupted training's schedule, whatever the new budget says.
+    assert seen["epochs"] == [(again, 112)] and probe_calls == [128, 112]  # each recipe probed once
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["plan"] == {"epochs": again, "recipe": "crop112"}
+    # The resumed run keeps the interrupted training's recipe and schedule, whatever the new budget says.
     lines.clear()
     summary = run_demo(tmp_path / "demo", budget_minutes=5, probe=lambda cfg, device: 100.0, clock=clock,
                        log=lines.append)
-    assert seen["epochs"] == [again, again]
+    assert seen["epochs"] == [(again, 112), (again, 112)]
     assert not any(line.startswith("plan") for line in lines)
     assert set(summary.stage_seconds) == set(took)
+
+
+def test_budget_demo_keeps_the_default_recipe_where_it_fits(tmp_path, monkeypatch):
+    clock, seen = FakeClock(), {}
+    monkeypatch.setattr(demo_module, "STAGES", fake_stages(clock, dict.fromkeys([s.name for s in STAGES], 1.0),
+                                                           seen, []))
+    monkeypatch.setattr(demo_module, "summarize", fake_summarize)
+    lines: list[str] = []
+    run_demo(tmp_path / "demo", budget_minutes=20, probe=lambda cfg, device: 0.3, clock=clock, log=lines.append)
+    assert seen["epochs"] == [(13, 128)]
+    assert "expected action frame-mAP with the detector's boxes ~84.0" in lines[0] and "recipe" not in lines[0]
 
 
 def test_no_budget_keeps_the_presets_epochs(tmp_path, monkeypatch):
@@ -266,7 +282,7 @@ def test_no_budget_keeps_the_presets_epochs(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_module, "summarize", fake_summarize)
     lines: list[str] = []
     run_demo(tmp_path / "demo", clock=clock, log=lines.append)
-    assert seen["epochs"] == [13] and not any(line.startswith("plan") for line in lines)
+    assert seen["epochs"] == [(13, 128)] and not any(line.startswith("plan") for line in lines)
     with pytest.raises(Exception, match="budget"):
         run_demo(tmp_path / "other", budget_minutes=0, clock=clock, log=lines.append)
 

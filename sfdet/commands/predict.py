@@ -116,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="FFmpeg input option, repeatable (e.g. video_size 640x480, framerate 30, "
                            "rtsp_transport tcp)")
     live.add_argument("--max-queued-keyframes", type=int, default=None,
-                      help="keyframes waiting to be scored before the oldest is dropped (default: max(2, batch size))")
+                      help="keyframes waiting to be scored before the oldest is dropped (default: 2 on CPU, max(2, batch size) on CUDA)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -164,66 +164,12 @@ def _empty_table(columns: list[_Column]) -> pd.DataFrame:
     return pd.DataFrame({c.name: pd.Series([], dtype=dtypes[c.kind]) for c in columns})
 
 
-# Files at least this large are parsed with pyarrow's multithreaded CSV reader when it is installed
-# (about 2x pandas' C parser on 2 cores); smaller ones with pandas (no pyarrow.csv import to pay).
-ARROW_MIN_BYTES = 4 << 20
-
-
-def _parse_arrow(path: Path, columns: list[_Column], sep: str, header_lines: int) -> pd.DataFrame | None:
-    """pyarrow's CSV reader with fixed column types, or None where it does not apply (not installed, a small
-    or space-separated file) or does not parse the file cleanly (then pandas and the slow path decide).
-
-    It accepts what pandas' C parser accepts and parses numbers correctly rounded (as Python's `float`);
-    string columns come back as object arrays sharing one `str` per distinct value (dictionary-decoded).
-    """
-    if sep != "," or path.stat().st_size < ARROW_MIN_BYTES:
-        return None
-    try:
-        import pyarrow as pa
-        import pyarrow.csv as pa_csv
-    except ImportError:
-        return None
-    kinds = {"str": pa.dictionary(pa.int32(), pa.string()), "skip": pa.dictionary(pa.int32(), pa.string()),
-             "float": pa.float64(), "int": pa.int64()}
-    try:
-        table = pa_csv.read_csv(
-            path,
-            read_options=pa_csv.ReadOptions(autogenerate_column_names=True, skip_rows=header_lines,
-                                            block_size=1 << 22),
-            parse_options=pa_csv.ParseOptions(delimiter=sep, quote_char='"', double_quote=True,
-                                              ignore_empty_lines=False, newlines_in_values=False),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={f"f{i}": kinds[c.kind] for i, c in enumerate(columns)},
-                null_values=[], true_values=[], false_values=[], strings_can_be_null=False,
-                quoted_strings_can_be_null=False),
-        )
-    except (pa.ArrowException, OSError, ValueError):
-        return None
-    out = {}
-    for i, name in enumerate(table.column_names):
-        column = table.column(i)
-        if pa.types.is_dictionary(column.type):
-            column = column.unify_dictionaries().combine_chunks() if column.num_chunks > 1 else column.combine_chunks()
-            values = column.dictionary.to_numpy(zero_copy_only=False).astype(object)
-            if i < len(columns) and columns[i].kind == "str" and (values == "").any():
-                return None  # an empty field: the slow path reports it
-            out[i] = pd.Series(values[column.indices.to_numpy(zero_copy_only=False)], dtype=object, copy=False)
-        elif i < len(columns):
-            out[i] = column.to_numpy()
-        else:
-            return None  # an extra column: pandas and the slow path report it
-    return pd.DataFrame(out, copy=False)
-
-
 def _parse_fast(path: Path, columns: list[_Column], sep: str, header_lines: int):
-    """One pandas parse (pyarrow's for large comma files when installed); any irregularity (ragged rows,
-    non-numbers, blank lines) raises for the slow path."""
+    """One pandas parse; any irregularity (ragged rows, non-numbers, blank lines) raises for the slow path."""
     n_required = sum(not c.optional for c in columns)
     dtypes = {"str": str, "skip": str, "float": np.float64, "int": np.int64}
-    raw = _parse_arrow(path, columns, sep, header_lines)
-    checked = raw is not None  # pyarrow's reader has rejected empty string fields already
     try:
-        raw = raw if checked else pd.read_csv(
+        raw = pd.read_csv(
             path,
             sep=sep,
             header=None,
@@ -240,7 +186,7 @@ def _parse_fast(path: Path, columns: list[_Column], sep: str, header_lines: int)
         raise _NeedsSlowPath
     table = pd.DataFrame({c.name: raw[i] if i < raw.shape[1] else c.default for i, c in enumerate(columns)})
     for c in columns:
-        if c.kind == "str" and not checked and (table[c.name] == "").any():
+        if c.kind == "str" and (table[c.name] == "").any():
             raise _NeedsSlowPath  # blank line or empty field: the slow path tells them apart
         if c.kind in ("str", "skip"):
             table[c.name] = table[c.name].astype(object)

@@ -525,17 +525,35 @@ def _note_duplicate_detections(inputs: _Inputs, keys: _Keys, notes: dict) -> Non
     ordered = np.sort(hashes)
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     duplicated = np.zeros(len(hashes), dtype=bool)
+    repeats = np.zeros(len(hashes), dtype=np.int64)  # a duplicate row -> the earliest row it repeats
     if repeated.size:  # the exact comparison on the candidate rows only
         candidates = np.flatnonzero(pd.Series(hashes, copy=False).isin(np.unique(repeated)).to_numpy())
-        identity = pd.DataFrame({name: values[candidates] for name, values in columns.items()})
-        duplicated[candidates] = identity.duplicated(keep="first").to_numpy()
+        # Candidates in runs of equal hash (rows in file order within a run): a run whose rows all equal its
+        # first row is that row and its repeats; a run with a real hash collision goes to pandas instead.
+        by_hash = candidates[np.argsort(hashes[candidates], kind="stable")]
+        run_hash = hashes[by_hash]
+        starts = np.ones(len(by_hash), dtype=bool)
+        starts[1:] = run_hash[1:] != run_hash[:-1]
+        head = by_hash[np.maximum.accumulate(np.where(starts, np.arange(len(by_hash)), 0))]
+        same = np.ones(len(by_hash), dtype=bool)
+        for values in columns.values():
+            a, b = values[by_hash], values[head]
+            same &= (a == b) | (np.isnan(a) & np.isnan(b)) if values.dtype.kind == "f" else a == b
+        if same.all():
+            duplicated[by_hash[~starts]] = True
+            repeats[by_hash] = head
+        else:
+            identity = pd.DataFrame({name: values[candidates] for name, values in columns.items()})
+            duplicated[candidates] = identity.duplicated(keep="first").to_numpy()
+            if duplicated.any():
+                at = int(np.searchsorted(candidates, np.flatnonzero(duplicated)[0]))
+                first = identity.iloc[at]
+                equal = ((identity == first) | (identity.isna() & first.isna())).all(axis=1).to_numpy()
+                repeats[candidates[at]] = candidates[np.flatnonzero(equal)[0]]
     notes["duplicate_pred_rows"] = int(duplicated.sum())
-    if duplicated.any():  # the row a duplicate repeats is a candidate too (same hash)
-        at = int(np.searchsorted(candidates, np.flatnonzero(duplicated)[0]))
-        row = int(candidates[at])
-        first = identity.iloc[at]
-        same = ((identity == first) | (identity.isna() & first.isna())).all(axis=1).to_numpy()
-        original = int(candidates[np.flatnonzero(same)[0]])
+    if duplicated.any():
+        row = int(np.flatnonzero(duplicated)[0])
+        original = int(repeats[row])
         notes["first_duplicate_pred_row"] = (f"{_row_location(inputs.pred, inputs.pred_source, row)} repeats "
                                              f"{_row_location(inputs.pred, inputs.pred_source, original)}")
 
@@ -584,7 +602,11 @@ def _match(inputs: _Inputs, rows: _Rows, groups: _Groups, iou: float) -> np.ndar
     pair_det = np.repeat(np.arange(len(groups.det_rows)), n_pairs)
     pair_starts = np.cumsum(n_pairs) - n_pairs
     pair_gt = first_gt[pair_det] + (np.arange(len(pair_det)) - pair_starts[pair_det])
-    pair_iou = _pairwise_iou(rows.pred_boxes[groups.det_rows[pair_det]], rows.gt_boxes[groups.gt_rows[pair_gt]])
+    # Boxes gathered once per detection with pairs and per GT row (random reads), then per pair in order.
+    with_gt = np.flatnonzero(n_pairs > 0)
+    det_boxes = rows.pred_boxes[groups.det_rows[with_gt]]
+    local = np.repeat(np.arange(len(with_gt)), n_pairs[with_gt])
+    pair_iou = _pairwise_iou(det_boxes[local], rows.gt_boxes[groups.gt_rows][pair_gt])
 
     # First argmax per detection (NaN wins, as in np.argmax), then first-come matching.
     is_tp = np.zeros(len(groups.det_rows), dtype=bool)
@@ -714,7 +736,10 @@ def _isin_ids(values: np.ndarray, ids: np.ndarray) -> np.ndarray:
 
 def _dense_rank(values: np.ndarray) -> tuple[np.ndarray, int]:
     """(rank of each value among the distinct values, ascending; number of distinct values). Equal values
-    (0.0 and -0.0 too) share a rank, as they tie in a sort. No NaN."""
+    (0.0 and -0.0 too) share a rank, as they tie in a sort; NaNs share the last one, as a sort puts them."""
+    if np.isnan(values).any():
+        distinct, rank = np.unique(values, return_inverse=True)
+        return rank.reshape(-1), len(distinct)
     codes, distinct = pd.factorize(values + 0.0, sort=False)  # hashing, not sorting, the rows (+0.0: -0.0 -> 0.0)
     rank_of_distinct = np.empty(len(distinct), dtype=np.int64)
     rank_of_distinct[np.argsort(np.asarray(distinct), kind="stable")] = np.arange(len(distinct))
@@ -756,14 +781,29 @@ def _pairwise_iou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
     (Intersection clamps against a float64 zero array; areas stay in the box dtype; no +1.)
     """
-    zeros = np.zeros(len(det))
+    # The same operations in the same dtypes as
+    #   heights = max(zeros, min(d[2], g[2]) - max(d[0], g[0])); widths likewise with [3], [1]
+    #   iou = heights * widths / ((d[2] - d[0]) * (d[3] - d[1]) + (g[2] - g[0]) * (g[3] - g[1]) - heights * widths)
+    # with `zeros` float64, written into four reused buffers (fresh temporaries cost page faults at 10^6 pairs).
+    n = len(det)
     with np.errstate(all="ignore"):
-        heights = np.maximum(zeros, np.minimum(det[:, 2], gt[:, 2]) - np.maximum(det[:, 0], gt[:, 0]))
-        widths = np.maximum(zeros, np.minimum(det[:, 3], gt[:, 3]) - np.maximum(det[:, 1], gt[:, 1]))
-        intersection = heights * widths
-        det_area = (det[:, 2] - det[:, 0]) * (det[:, 3] - det[:, 1])
-        gt_area = (gt[:, 2] - gt[:, 0]) * (gt[:, 3] - gt[:, 1])
-        return intersection / (det_area + gt_area - intersection)
+        a = np.minimum(det[:, 2], gt[:, 2])  # box dtype
+        b = np.maximum(det[:, 0], gt[:, 0])
+        a -= b
+        heights = np.maximum(np.zeros(n), a)  # float64
+        np.minimum(det[:, 3], gt[:, 3], out=a)
+        np.maximum(det[:, 1], gt[:, 1], out=b)
+        a -= b
+        intersection = np.maximum(np.zeros(n), a)  # widths (float64) ...
+        intersection *= heights  # ... * heights (a product is exact-commutative)
+        np.subtract(det[:, 2], det[:, 0], out=a)
+        np.subtract(det[:, 3], det[:, 1], out=b)
+        a *= b  # detection areas, box dtype
+        np.subtract(gt[:, 2], gt[:, 0], out=b)
+        b *= gt[:, 3] - gt[:, 1]  # GT areas, box dtype
+        a += b
+        np.subtract(a, intersection, out=heights)  # the union, float64
+        return np.divide(intersection, heights, out=intersection)
 
 
 def _average_precision(scores: np.ndarray, is_tp: np.ndarray, num_gt: int):
