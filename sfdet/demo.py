@@ -75,11 +75,13 @@ class DemoPreset:
 # 13 of the toy config's 15 epochs: with the detector stages, 15 would pass the 20-minute budget on 2 cores.
 # Measured frame-mAP with the detector's boxes: 13 epochs 0.864 (bf16, README), 0.840 (fp32, AVX2 only, issue 20).
 # Where 13 epochs do not fit (fp32 on an AVX2-only CPU: ~1 s per iteration on 2 cores), the planner trains
-# 112-px crops (0.71x the compute per iteration: the Fast stem and every stage scale with the crop's area;
-# people keep their size, train_jitter is unchanged) for as many epochs as fit.
+# 112-px crops (0.71x the compute per training step, measured: the Fast pathway's 5x7x7 stem alone is a third
+# of the step and scales with the crop's area; people keep their size, train_jitter is unchanged) for as many
+# epochs as fit. Measured (fp32, AVX2 only, seed 0): 6 epochs -> val frame-mAP 0.749 with the simulated
+# proposals, so ~0.72 with the detector's boxes (they cost ~2.7 points, README); 3 of 6 epochs: 0.618.
 FULL = DemoPreset(overrides=("train.epochs=13",), recipes=(
     Recipe("default", (), 13, ((13, 0.84),)),
-    Recipe("crop112", ("data.train_crop=112",), 13, ()),
+    Recipe("crop112", ("data.train_crop=112",), 13, ((6, 0.72),)),
 ))
 # A smoke run of every stage. A detector this briefly trained scores its boxes low: every box it finds is kept.
 QUICK = DemoPreset(
@@ -638,8 +640,8 @@ class BudgetPlan:
             lines.append(f"      expected action frame-mAP with the detector's boxes ~{100 * self.expected_map:.1f} "
                          f"(measured: {measured})")
         elif self.table:
-            lines.append(f"      expected action frame-mAP: not measured at {self.epochs} epochs (measured: {measured}); "
-                         "a larger --budget trains longer")
+            lines.append(f"      expected action frame-mAP: not measured at {self.epochs} epochs "
+                         f"(measured: {measured}); a larger --budget trains longer")
         if not self.fits:
             lines.append(f"      warning: even {self.epochs} epoch{'s' if self.epochs != 1 else ''} take"
                          f"{'s' if self.epochs == 1 else ''} ~{self.total_s / 60:.1f} min, over the "
