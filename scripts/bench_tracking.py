@@ -6,9 +6,13 @@ person detector (`sfdet.toy.generate.simulate_proposals`: jittered boxes, misses
 on distractors) applied to every frame of the regenerated scenes; its boxes are computed before the timed runs,
 so keyframes/s measures decoding, tracking and the action model (a random-init toy model on the CPU), not a
 real detector: with one, the cost per keyframe grows by (detector calls per keyframe) x (one detection).
+With `--detector PATH` (a `detector.pt` written by `sfdet train-detector`, loaded as `sfdet predict --detector`
+loads it, with the score threshold stored in it unless `--detector-threshold`) that detector runs inside the
+timed runs instead, on the keyframes' centre frames and every Nth frame: keyframes/s then includes detection.
 IDF1 / ID switches are counted on the annotated keyframes against the GT CSV's person ids (IoU >= 0.5).
 
     python scripts/bench_tracking.py --videos 3 --seconds 20 --track-every 5,1
+    python scripts/bench_tracking.py --videos 3 --seconds 20 --track-every 5,1 --detector detector.pt
 """
 
 from __future__ import annotations
@@ -54,6 +58,21 @@ class SimulatedDetector(PersonDetector):
         boxes, scores = frames[min(int(round(timestamp * self.fps)), len(frames) - 1)]
         height, width = frame_rgb.shape[:2]
         return boxes * np.array([width, height, width, height], np.float32), scores
+
+
+class CountingDetector(PersonDetector):
+    """A real person detector (e.g. a `detector.pt`), counting its calls."""
+
+    def __init__(self, inner: PersonDetector):
+        self.inner, self.calls = inner, 0
+        self.name, self.score_threshold = inner.name, inner.score_threshold
+
+    def _detect(self, frame_rgb, video_id, timestamp):
+        self.calls += 1
+        return self.inner._detect(frame_rgb, video_id, timestamp)
+
+    def describe(self) -> dict:
+        return self.inner.describe()
 
 
 def simulate_video(video_id: str, index: int, seed: int, seconds: int) -> tuple[list, int]:
@@ -111,6 +130,11 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="toy generator seed (default 0)")
     parser.add_argument("--track-every", default="5,1", help="comma-separated N for the ByteTracker rows (default 5,1)")
     parser.add_argument("--keyframe-rate", type=float, default=1.0, help="keyframes per second (default 1)")
+    parser.add_argument("--detector", default=None,
+                        help="a detector.pt from `sfdet train-detector` instead of the simulated detector; it runs "
+                             "inside the timed runs, so keyframes/s includes detection")
+    parser.add_argument("--detector-threshold", type=float, default=None,
+                        help="with --detector: keep boxes scoring >= this (default: the threshold stored in it)")
     parser.add_argument("--work-dir", default=None, help="where the toy set and outputs go (default: a temp dir)")
     args = parser.parse_args(argv)
     from sfdet.predict.actions import load_action_predictor
@@ -133,11 +157,17 @@ def main(argv=None) -> int:
         per_frame[video.stem], crossed = simulate_video(video.stem, index, args.seed, args.seconds)
         crossings += crossed
     predictor = load_action_predictor(str(checkpoint), torch.device("cpu"), precision="fp32")
+    real_detector = None
+    if args.detector:
+        from sfdet.persons import build_person_detector
+
+        real_detector = build_person_detector(args.detector, score_threshold=args.detector_threshold)
+        real_detector(np.zeros((SIZE[1], SIZE[0], 3), np.uint8))  # warm-up, outside the timed runs
     settings = [("keyframe IoU tracker (default)", 0)] + [
         (f"ByteTracker, --track-every {n}", int(n)) for n in args.track_every.split(",") if n.strip()]
     rows = []
     for label, every in settings:
-        detector = SimulatedDetector(per_frame, FPS)
+        detector = SimulatedDetector(per_frame, FPS) if real_detector is None else CountingDetector(real_detector)
         options = PredictOptions(keyframe_rate=args.keyframe_rate, batch_size=8, progress=False, track_every=every)
         out = work / f"out_{every}"
         started = time.perf_counter()
@@ -150,6 +180,13 @@ def main(argv=None) -> int:
     print(f"toy val: {len(videos)} videos x {args.seconds} s at {FPS:g} fps, {boxes} "
           f"GT person boxes on {gt.groupby(['video_id', 'timestamp']).ngroups} keyframes; person pairs whose boxes "
           f"overlap (IoU >= 0.3) on some frame: {crossings}; CPU threads: {torch.get_num_threads()}")
+    if real_detector is None:
+        print("person detector: the toy's simulated detector (boxes computed before the timed runs: keyframes/s "
+              "EXCLUDES detection)")
+    else:
+        print(f"person detector: {args.detector} ({real_detector.describe().get('arch', real_detector.name)}, "
+              f"score threshold {real_detector.score_threshold:g}), run inside the timed runs: keyframes/s "
+              "INCLUDES detection")
     print()
     print("| tracker | IDF1 | ID switches | MOTA | detector calls / keyframe | keyframes/s |")
     print("|---|---:|---:|---:|---:|---:|")

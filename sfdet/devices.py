@@ -41,6 +41,9 @@ def fast_low_precision_available(device: torch.device | str = "cpu") -> bool:
         return True
     if device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return False
+    # torch limited below AVX512 (ATEN_CPU_CAPABILITY=avx2, as on an AVX2-only CPU): bf16 is emulated, slow.
+    if getattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")() not in ("AVX512", "AMX"):
+        return False
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
     avx512_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
     return bool(amx or avx512_bf16)
