@@ -316,8 +316,11 @@ def test_sigint_leaves_valid_outputs_for_every_finished_keyframe(toy, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "sfdet", "predict", str(video), "--weights", str(toy["checkpoint"]),
                "--boxes", str(boxes), "--out", str(out), "--batch-size", "1", "--no-progress", "--device", "cpu"]
+    # SIGINT back to its default in the child: a shell's background job (`make test &`) starts with it ignored,
+    # and Python then never raises KeyboardInterrupt.
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "OMP_NUM_THREADS": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     jsonl = out / "long.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
