@@ -450,3 +450,43 @@ def test_predicted_tracks_export_and_import_back(toy, tmp_path, capsys, fmt, imp
                             "--label-map", str(label_path), "--val-fraction", "0"], capsys)
     assert code == 0, err
     _assert_same_gt(_imported(out), predicted, atol=1e-6)
+
+
+def test_sfdet_predict_then_export_cvat_then_import_gives_back_the_predicted_tracks(toy, tmp_path, capsys):
+    """The loop as a user runs it: `sfdet predict` (random-weight toy model, the toy set's proposals) ->
+    `sfdet data export cvat` -> `sfdet data import cvat-video` gives back predict's tracks CSV."""
+    import torch
+
+    from sfdet.config import load_config
+    from sfdet.models import build_model
+    from sfdet.models.checkpoint import save_sfdet_checkpoint
+    from sfdet.models.recipe import ClipRecipe
+
+    root, label_map, gt = toy
+    label_path = root / "annotations" / "label_map.pbtxt"
+    repo = Path(__file__).resolve().parents[1]
+    cfg = load_config(repo / "configs" / "toy" / "slowfast_tiny.yaml",
+                      [f"data.root={root}", "data.num_frames=8", "data.test_short_side=64",
+                       f"model.num_classes={len(label_map)}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model)
+    weights = tmp_path / "model.pt"
+    save_sfdet_checkpoint(weights, model, label_map=label_map, recipe=ClipRecipe.from_data(cfg.data, cfg.model.alpha))
+    video = sorted((root / "videos").glob("*val*"))[0]
+    preds = tmp_path / "preds"
+    assert cli.main(["predict", str(video), "--weights", str(weights), "--boxes",
+                     str(root / "annotations" / "val_predicted_boxes.csv"), "--out", str(preds), "--precision", "fp32",
+                     "--render-threshold", "0.3", "--no-progress"]) == 0
+    tracks = preds / f"{video.stem}.tracks.csv"
+    predicted = ava.read_gt_csv(tracks)
+    assert len(predicted) > 0
+    capsys.readouterr()
+
+    export = tmp_path / "annotations.xml"
+    assert cli.main(["data", "export", "cvat", str(tracks), "--videos", str(root / "videos"),
+                     "--label-map", str(label_path), "--out", str(export)]) == 0
+    out = tmp_path / "data"
+    code, _, err = _import(["cvat-video", str(export), "--videos", str(root / "videos"), "--out", str(out),
+                            "--label-map", str(label_path), "--val-fraction", "0"], capsys)
+    assert code == 0, err
+    _assert_same_gt(_imported(out), predicted, atol=1e-6)
