@@ -37,14 +37,19 @@ LABELS = {1: "stand", 2: "walk"}
 SECONDS, FPS = 3, 10
 
 
+def random_toy_model(root: Path, labels: dict[int, str]):
+    """(config, random-init toy SlowFast with len(labels) classes, test short side 48) for a test's checkpoint."""
+    cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml", [f"data.root={root}", "data.test_short_side=48"])
+    cfg.model.num_classes = len(labels)
+    torch.manual_seed(0)
+    return cfg, build_model(cfg.model).eval()
+
+
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
     """A random-init toy SlowFast in sfdet format (its training config says how clips are made)."""
     root = tmp_path_factory.mktemp("model")
-    cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml", [f"data.root={root}", "data.test_short_side=48"])
-    cfg.model.num_classes = len(LABELS)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
+    cfg, model = random_toy_model(root, LABELS)
     return save_sfdet_checkpoint(root / "model.pt", model, LABELS, config=to_dict(cfg))
 
 

@@ -13,11 +13,9 @@ import pytest
 import torch
 
 from sfdet import cli
-from sfdet.config import load_config
 from sfdet.data.ava import write_proposals_csv
 from sfdet.data.video import write_video
 from sfdet.evaluation.frame_map import prediction_files
-from sfdet.models import build_model
 from sfdet.models.checkpoint import save_sfdet_checkpoint
 from sfdet.persons.base import PersonDetector
 from sfdet.predict.render import SEGMENT_BACKGROUND, Overlay, draw_overlay
@@ -25,6 +23,7 @@ from sfdet.predict.stream import FrameStream
 from sfdet.predict.timelines import SEGMENT_COLUMNS, segments_from_jsonl
 from sfdet.predict.writers import FRAME_COLUMNS, read_jsonl
 from sfdet.typed_config import to_dict
+from test_predict_bad_input import random_toy_model
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = {1: "stand", 2: "walk"}
@@ -35,10 +34,7 @@ FPS, SECONDS, WIDTH, HEIGHT = 10, 6, 160, 96
 def model(tmp_path_factory) -> Path:
     """A random-init toy SlowFast whose first class scores high (so segments exist) and the second varies."""
     root = tmp_path_factory.mktemp("model")
-    cfg = load_config(REPO / "configs/toy/slowfast_tiny.yaml", [f"data.root={root}", "data.test_short_side=48"])
-    cfg.model.num_classes = len(LABELS)
-    torch.manual_seed(0)
-    model = build_model(cfg.model).eval()
+    cfg, model = random_toy_model(root, LABELS)
     with torch.no_grad():
         model.head.proj.weight.normal_(0, 0.5)
         model.head.proj.bias.copy_(torch.tensor([3.0, 0.0]))

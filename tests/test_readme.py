@@ -35,25 +35,11 @@ import pytest
 
 from sfdet import cli
 from sfdet.config import Config
+from test_train import TINY as TINY_TRAIN  # tiny-run overrides: 8-frame clips at 64 px, 2 epochs, fp32
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 
-# Tiny-run overrides (as tests/test_train.py's TINY): 8-frame clips at 64 px, 2 epochs, fp32, no workers.
-TINY_TRAIN = [
-    "data.num_frames=8",
-    "data.train_jitter=[64,72]",
-    "data.train_crop=64",
-    "data.test_short_side=64",
-    "train.batch_size=2",
-    "train.val_batch_size=4",
-    "train.num_workers=0",
-    "train.epochs=2",
-    "train.warmup_epochs=0.5",
-    "train.log_every=1",
-    "train.tensorboard=false",
-    "train.precision=fp32",
-]
 TINY_PREDICT = ["--precision", "fp32", "--no-progress"]
 
 SHELL_LANGS = {"bash", "sh", "shell", "console"}
