@@ -150,21 +150,26 @@ from sfdet.demo import (  # noqa: E402
     REFERENCE_PROBE_SECONDS,
     REFERENCE_STAGE_SECONDS,
     REFERENCE_TRAIN_OVERHEAD_SECONDS,
+    DemoPreset,
+    Recipe,
     Stage,
     expected_map,
     plan_budget,
     probe_seconds_per_iteration,
 )
+from sfdet.config import load_config  # noqa: E402
+
+DEFAULT_CROP = load_config(demo_module.DEFAULT_CONFIG).data.train_crop
 
 
 def test_plan_budget_takes_the_most_epochs_that_fit():
     others = {"toy data": 100.0, "detector": 300.0, "proposals": 50.0, "evaluation": 40.0, "predict": 10.0}
-    plan = plan_budget(1200.0, 1.0, 100, others, 60.0, max_epochs=13, table=((4, 0.7), (8, 0.8)))
+    plan = plan_budget(1300.0, 1.0, 100, others, 60.0, max_epochs=13, table=((4, 0.7), (8, 0.8)))
     epoch_s = LOOP_OVERHEAD * 100
-    assert plan.epochs == int((0.95 * 1200 - 500 - 60) // epoch_s) == 5
+    assert plan.epochs == int((0.95 * 1300 - 500 - 60) // epoch_s) == 5
     assert plan.stage_seconds["action model"] == pytest.approx(60 + 5 * epoch_s)
     assert list(plan.stage_seconds) == [s.name for s in STAGES]
-    assert plan.fits and plan.total_s <= 1200
+    assert plan.fits and plan.total_s <= 1300
     assert plan.expected_map == pytest.approx(0.725)
     text = plan.text()
     assert "trains 5 epochs of 13 (500 iterations" in text and "expected action frame-mAP" in text and "72.5" in text
@@ -185,8 +190,6 @@ def test_expected_map_interpolates_only_inside_the_measured_range():
 
 
 def test_probe_times_training_steps_with_the_given_clock():
-    from sfdet.config import load_config
-
     cfg = load_config(demo_module.DEFAULT_CONFIG, ["data.train_crop=32", "train.batch_size=2", "train.precision=fp32"])
     ticks = iter([0.0, 10.0, 11.0, 20.0, 25.0, 30.0, 32.0])  # warm-up start; then 3 steps of 1, 5 and 2 s
     assert probe_seconds_per_iteration(cfg, torch.device("cpu"), steps=3, clock=lambda: next(ticks)) == 2.0
@@ -233,35 +236,53 @@ def test_budget_demo_plans_up_front_then_again_with_the_real_stage_times(tmp_pat
             "predict": 10.0}
     monkeypatch.setattr(demo_module, "STAGES", fake_stages(clock, took, seen, [True]))
     monkeypatch.setattr(demo_module, "summarize", fake_summarize)
+    # A preset with a cheaper second recipe (96-px crops, 0.5x the step) for CPUs where 13 epochs do not fit.
+    cheaper = Recipe("crop96", ("data.train_crop=96",), 13, ((6, 0.72),))
+    monkeypatch.setattr(demo_module, "FULL", DemoPreset(
+        detector_options=demo_module.FULL.detector_options, overrides=demo_module.FULL.overrides,
+        recipes=(demo_module.FULL.recipes[0], cheaper)))
     lines: list[str] = []
     probe_calls = []
+    slower = 2.0  # a CPU 2x slower than the reference one: the reference stage times scale by 2
 
-    def probe(cfg, device):  # the reference CPU's speed (the reference stage times apply); 112-px crops 0.71x
+    def probe(cfg, device):
         probe_calls.append(cfg.data.train_crop)
-        return REFERENCE_PROBE_SECONDS * (0.71 if cfg.data.train_crop == 112 else 1.0)
+        return slower * REFERENCE_PROBE_SECONDS * (0.5 if cfg.data.train_crop == 96 else 1.0)
 
     with pytest.raises(KeyboardInterrupt):  # interrupted during training
         run_demo(tmp_path / "demo", budget_minutes=20, probe=probe, clock=clock, log=lines.append)
-    epoch_s = REFERENCE_PROBE_SECONDS * 0.71 * LOOP_OVERHEAD * 102
-    others = sum(REFERENCE_STAGE_SECONDS.values())
-    up_front = int((0.95 * 1200 - others - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
-    again = int((0.95 * 1200 - 100 - 200 - 50 - 39 - 10 - REFERENCE_TRAIN_OVERHEAD_SECONDS) // epoch_s)
-    assert (up_front, again) == (6, 9)
+    epoch_s = slower * REFERENCE_PROBE_SECONDS * 0.5 * LOOP_OVERHEAD * 102
+    others = slower * sum(REFERENCE_STAGE_SECONDS.values())
+    overhead = slower * REFERENCE_TRAIN_OVERHEAD_SECONDS
+    up_front = int((0.95 * 1200 - others - overhead) // epoch_s)
+    later = slower * (REFERENCE_STAGE_SECONDS["evaluation"] + REFERENCE_STAGE_SECONDS["predict"])
+    again = int((0.95 * 1200 - 100 - 200 - 50 - later - overhead) // epoch_s)
+    assert 1 <= up_front < again < 13
     # 13 epochs of the default recipe do not fit: the cheaper one, as many epochs as fit.
-    assert lines[0].startswith(f"plan: budget 20 min: the action model trains {up_front} epochs of 13")
-    assert "recipe 'crop112' (data.train_crop=112)" in lines[0]
+    assert lines[0].startswith(f"plan: budget 20 min: the action model trains {up_front} epoch")
+    assert "recipe 'crop96' (data.train_crop=96)" in lines[0]
     replanned = [line for line in lines if line.startswith("plan, again")]
     assert len(replanned) == 1 and f"trains {again} epochs of 13" in replanned[0]
     assert "toy data 100 s (took), detector 200 s (took), proposals 50 s (took)" in replanned[0]
-    assert seen["epochs"] == [(again, 112)] and probe_calls == [128, 112]  # each recipe probed once
-    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["plan"] == {"epochs": again, "recipe": "crop112"}
+    assert seen["epochs"] == [(again, 96)] and probe_calls == [DEFAULT_CROP, 96]  # each recipe probed once
+    assert json.loads((tmp_path / "demo" / "demo.json").read_text())["plan"] == {"epochs": again, "recipe": "crop96"}
     # The resumed run keeps the interrupted training's recipe and schedule, whatever the new budget says.
     lines.clear()
     summary = run_demo(tmp_path / "demo", budget_minutes=5, probe=lambda cfg, device: 100.0, clock=clock,
                        log=lines.append)
-    assert seen["epochs"] == [(again, 112), (again, 112)]
+    assert seen["epochs"] == [(again, 96), (again, 96)]
     assert not any(line.startswith("plan") for line in lines)
     assert set(summary.stage_seconds) == set(took)
+
+
+def test_full_demo_fits_the_budget_on_the_reference_cpu():
+    """At the reference CPU's speed (2-core AMD EPYC, fp32, torch limited to AVX2), the full preset's
+    whole schedule fits 20 minutes: the first-run promise of the README."""
+    recipe = demo_module.FULL.recipes[0]
+    plan = plan_budget(1200.0, REFERENCE_PROBE_SECONDS, 102, dict(REFERENCE_STAGE_SECONDS),
+                                   REFERENCE_TRAIN_OVERHEAD_SECONDS, recipe.max_epochs, (), recipe.expected_map,
+                                   recipe)
+    assert plan.epochs == recipe.max_epochs == 13 and plan.fits and plan.expected_map >= 0.80
 
 
 def test_budget_demo_keeps_the_default_recipe_where_it_fits(tmp_path, monkeypatch):
@@ -271,8 +292,10 @@ def test_budget_demo_keeps_the_default_recipe_where_it_fits(tmp_path, monkeypatc
     monkeypatch.setattr(demo_module, "summarize", fake_summarize)
     lines: list[str] = []
     run_demo(tmp_path / "demo", budget_minutes=20, probe=lambda cfg, device: 0.3, clock=clock, log=lines.append)
-    assert seen["epochs"] == [(13, 128)]
-    assert "expected action frame-mAP with the detector's boxes ~84.0" in lines[0] and "recipe" not in lines[0]
+    assert seen["epochs"] == [(13, DEFAULT_CROP)]
+    expected = 100 * expected_map(13, demo_module.FULL.recipes[0].expected_map)
+    assert f"expected action frame-mAP with the detector's boxes ~{expected:.1f}" in lines[0]
+    assert "recipe" not in lines[0]
 
 
 def test_no_budget_keeps_the_presets_epochs(tmp_path, monkeypatch):
@@ -282,7 +305,7 @@ def test_no_budget_keeps_the_presets_epochs(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_module, "summarize", fake_summarize)
     lines: list[str] = []
     run_demo(tmp_path / "demo", clock=clock, log=lines.append)
-    assert seen["epochs"] == [(13, 128)] and not any(line.startswith("plan") for line in lines)
+    assert seen["epochs"] == [(13, DEFAULT_CROP)] and not any(line.startswith("plan") for line in lines)
     with pytest.raises(Exception, match="budget"):
         run_demo(tmp_path / "other", budget_minutes=0, clock=clock, log=lines.append)
 
